@@ -1,0 +1,1 @@
+"""Shared code of the infant cry classifier: settings, audio, features, data, model I/O."""

@@ -1,0 +1,83 @@
+"""The one audio -> image function, used by preprocessing, training, evaluation and live use."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import librosa
+import matplotlib
+import numpy as np
+from PIL import Image
+
+from cry.files import atomic_output
+from cry.params import Settings
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(settings: Settings) -> np.ndarray:
+    # mel_basis: float32 [n_mels, 1 + n_fft // 2]
+    return librosa.filters.mel(sr=settings.sample_rate_hz, n_fft=settings.n_fft, n_mels=settings.n_mels,
+                               fmin=settings.fmin_hz, fmax=settings.fmax_hz).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _colour_table(colormap: str) -> np.ndarray:
+    # table: uint8 [256, 3], the colour map sampled once
+    rgba = matplotlib.colormaps[colormap](np.linspace(0.0, 1.0, 256))
+    return np.round(rgba[:, :3] * 255).astype(np.uint8)
+
+
+def window_to_levels(window: np.ndarray, settings: Settings) -> np.ndarray:
+    """Mel spectrogram on a fixed dB scale mapped to [0, 1] (0 = at or below the floor).
+
+    A fixed reference, not per-window normalisation, so a quiet room stays dark and a
+    cry stays bright, whatever the microphone gain did to the rest of the recording.
+
+    Args:
+        window: float32 [settings.window_samples] at settings.sample_rate_hz.
+    Returns:
+        levels: float32 [n_mels, image_size], row 0 = lowest frequency.
+    Raises:
+        ValueError: wrong length or non-finite samples.
+    """
+    window = np.asarray(window, dtype=np.float32)
+    if window.ndim != 1 or window.shape[0] != settings.window_samples:
+        raise ValueError(f"window must be 1-D with {settings.window_samples} samples, got shape {window.shape}")
+    if not np.isfinite(window).all():
+        raise ValueError("window contains NaN or infinite samples")
+    spectrum = np.abs(librosa.stft(window, n_fft=settings.n_fft, hop_length=settings.hop_length,
+                                   center=True)) ** 2
+    spectrum = spectrum[:, :settings.image_size]
+    with np.errstate(over="ignore", invalid="ignore"):
+        mel_power = _mel_basis(settings) @ spectrum
+        db = 10.0 * np.log10(np.maximum(mel_power, 1e-20))
+    db = np.nan_to_num(db, nan=-np.inf, posinf=settings.db_ceiling)
+    floor = settings.db_ceiling - settings.db_range
+    return ((np.clip(db, floor, settings.db_ceiling) - floor) / settings.db_range).astype(np.float32)
+
+
+def window_to_image(window: np.ndarray, settings: Settings) -> np.ndarray:
+    """The model's input picture of one window: coloured mel spectrogram, low notes at the bottom.
+
+    Returns:
+        image: uint8 [image_size, image_size, 3]
+    """
+    levels = window_to_levels(window, settings)
+    if levels.shape[0] != settings.image_size:  # n_mels other than the image height
+        levels = np.asarray(Image.fromarray(levels).resize((settings.image_size, settings.image_size),
+                                                           Image.BILINEAR))
+    index = np.round(levels[::-1] * 255).astype(np.uint8)
+    return _colour_table(settings.colormap)[index]
+
+
+def image_to_png(image: np.ndarray, path: str | os.PathLike) -> None:
+    """Write an image atomically: a reader never sees a half-written PNG."""
+    with atomic_output(Path(path)) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def png_to_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG written by image_to_png. Returns uint8 [H, W, 3]."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))

@@ -1,0 +1,98 @@
+"""All settings in one frozen object, saved with every spectrogram folder and every model."""
+from __future__ import annotations
+
+import dataclasses
+
+# The order is part of the model: output unit i is CLASSES[i].
+CLASSES = ("belly_pain", "hungry", "cold_hot", "tired", "silence", "discomfort", "burping")
+
+# Bump when window_to_image changes in a way settings do not capture: old PNGs and models
+# then refuse to load instead of silently disagreeing with live features.
+FEATURE_VERSION = 1
+
+
+class SettingsMismatch(ValueError):
+    """Data or a model was made with settings this code cannot reproduce."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything that decides what the model sees. Units are in the names."""
+
+    sample_rate_hz: int = 22050
+    window_seconds: float = 3.0          # one model input; same in training and live
+    window_hop_seconds: float = 1.0      # between windows cut from a recording
+    n_fft: int = 2048
+    n_mels: int = 128
+    fmin_hz: float = 50.0
+    fmax_hz: float = 4000.0              # corpus is 8 kHz: nothing lives above 4 kHz
+    db_ceiling: float = 30.0             # fixed dB reference (corpus 99.9th pct ~ 20 dB): quiet stays dark
+    db_range: float = 110.0              # floor at -80 dB
+    image_size: int = 128
+    colormap: str = "viridis"
+    quiet_dbfs: float = -60.0            # RMS below this is "quiet" (quietest corpus window: -56)
+    min_audio_seconds: float = 1.0       # shorter recordings are skipped, not padded
+    classes: tuple = CLASSES
+    feature_version: int = FEATURE_VERSION
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate_hz))
+
+    @property
+    def hop_length(self) -> int:
+        """STFT hop chosen so one window gives exactly image_size frames (centred STFT)."""
+        return max(1, self.window_samples // (self.image_size - 1))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["classes"] = list(self.classes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Settings":
+        """Strict: unknown or missing fields mean another code version made the file."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown, missing = sorted(set(d) - names), sorted(names - set(d))
+        if unknown or missing:
+            raise SettingsMismatch(
+                f"settings were written by another version (unknown: {unknown}, missing: {missing})")
+        d = dict(d, classes=tuple(d["classes"]))
+        return cls(**d)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def describe_difference(a: Settings, b: Settings) -> str:
+    """'window_seconds 3.0 != 2.0, ...' for the fields that differ."""
+    da, db = a.to_dict(), b.to_dict()
+    return ", ".join(f"{k} {da[k]!r} != {db[k]!r}" for k in da if da[k] != db[k])
+
+
+def check_compatible(found: Settings, expected: Settings, what: str) -> None:
+    """Refuse to mix data and models made with different settings, saying what differs."""
+    if found.classes != CLASSES:
+        raise SettingsMismatch(f"{what}: classes {list(found.classes)} differ from this code's {list(CLASSES)}")
+    if found.feature_version != FEATURE_VERSION:
+        raise SettingsMismatch(f"{what}: made by feature version {found.feature_version}, this code is "
+                               f"version {FEATURE_VERSION}; re-run preprocessing and training")
+    if found != expected:
+        raise SettingsMismatch(f"{what}: settings differ ({describe_difference(found, expected)})")
+
+
+def parse_overrides(pairs: list[str], base: Settings | None = None) -> Settings:
+    """Apply KEY=VALUE strings (from --set) to the settings, typed like the defaults."""
+    base = base or Settings()
+    types = {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(base)}
+    changes = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in types or key in ("classes", "feature_version"):
+            raise SettingsMismatch(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
+                                   f"{sorted(k for k in types if k not in ('classes', 'feature_version'))}")
+        try:
+            changes[key] = types[key](value)
+        except ValueError:
+            raise SettingsMismatch(f"--set {pair!r}: {value!r} is not a {types[key].__name__}") from None
+    return base.replace(**changes)

@@ -1,0 +1,112 @@
+"""Turn data/audio/<class>/*.wav into 128x128 RGB mel-spectrogram PNGs, one per window.
+
+Windows are cut exactly as the live predictor cuts them, and each goes through the one
+shared window_to_image function. Re-running only redoes what is missing or out of date.
+Exit status: 0 all files processed, 1 some files skipped (listed in skipped.csv), 2 nothing to do.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # parallelism is across files, not in BLAS
+
+import argparse
+import csv
+import multiprocessing
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cry.audio import AudioError, audio_to_windows, list_audio_files, load_audio
+from cry.data import SETTINGS_FILE, read_settings
+from cry.features import image_to_png, window_to_image
+from cry.files import UserError, atomic_output, run_main, write_json
+from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible, parse_overrides
+
+
+def png_paths(wav: Path, audio_dir: Path, out_dir: Path, n_windows: int) -> list[Path]:
+    relative = wav.relative_to(audio_dir).with_suffix("")
+    return [out_dir / relative.parent / f"{relative.name}_w{k}.png" for k in range(n_windows)]
+
+
+def process_file(job: tuple) -> tuple[str, int, int, str | None]:
+    """One recording -> its window PNGs. Returns (path, windows, written, skip reason)."""
+    wav, audio_dir, out_dir, settings = job
+    try:
+        windows = audio_to_windows(load_audio(wav, settings), settings)
+        targets = png_paths(wav, audio_dir, out_dir, len(windows))
+        source_time = wav.stat().st_mtime
+        written = 0
+        for window, target in zip(windows, targets):
+            if target.exists() and target.stat().st_mtime >= source_time:
+                continue
+            image_to_png(window_to_image(window, settings), target)
+            written += 1
+        for stale in target.parent.glob(f"{wav.stem}_w*.png"):  # left from a longer old version
+            if stale not in targets:
+                stale.unlink()
+        return str(wav), len(windows), written, None
+    except (AudioError, OSError, UserError) as exc:
+        return str(wav), 0, 0, str(exc)
+
+
+def find_jobs(audio_dir: Path, out_dir: Path, settings: Settings) -> tuple[list, list]:
+    """Recordings under known class folders, and a reason for each file that is not."""
+    jobs, skipped = [], []
+    for wav in list_audio_files(audio_dir):
+        label = wav.relative_to(audio_dir).parts[0]
+        if label not in CLASSES:
+            where = "not in a class folder" if label == wav.name else f"folder {label!r} is not a class"
+            skipped.append((str(wav), f"{where} (classes: {', '.join(CLASSES)})"))
+        else:
+            jobs.append((wav, audio_dir, out_dir, settings))
+    return jobs, skipped
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio-dir", type=Path, default=Path("data/audio"), help="default: %(default)s")
+    parser.add_argument("--out-dir", type=Path, default=Path("data/spectrograms"), help="default: %(default)s")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="change a feature setting for an experiment, e.g. window_seconds=2")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        settings = parse_overrides(args.set)
+        if (args.out_dir / SETTINGS_FILE).exists():
+            check_compatible(read_settings(args.out_dir), settings, f"{args.out_dir}")
+    except SettingsMismatch as exc:
+        raise UserError(f"{exc}; choose a new --out-dir or delete the old one") from None
+    if not args.audio_dir.is_dir():
+        raise UserError(f"{args.audio_dir}: no such folder (run prepare_data.py first)")
+    jobs, skipped = find_jobs(args.audio_dir, args.out_dir, settings)
+    if not jobs:
+        raise UserError(f"{args.audio_dir}: no audio files in class folders ({', '.join(CLASSES)})")
+    write_json(settings.to_dict(), args.out_dir / SETTINGS_FILE)
+
+    windows = written = failed = 0
+    with multiprocessing.get_context("fork").Pool(max(1, args.workers)) as pool:
+        results = pool.imap_unordered(process_file, jobs, chunksize=4)
+        for path, n_windows, n_written, reason in tqdm(results, total=len(jobs), desc="preprocess", unit="file"):
+            windows, written = windows + n_windows, written + n_written
+            if reason:
+                skipped.append((path, reason))
+                failed += 1
+
+    with atomic_output(args.out_dir / "skipped.csv") as tmp, open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([("file", "reason"), *sorted(skipped)])
+    for path, reason in sorted(skipped):
+        print(f"skipped: {path}: {reason}")
+    empty = [c for c in CLASSES if not any((args.out_dir / c).rglob("*.png"))]
+    print(f"{len(jobs) - failed} files -> {windows} windows ({written} written, {windows - written} up to date), "
+          f"{len(skipped)} skipped, {time.perf_counter() - started:.1f} s")
+    if empty:
+        print(f"note: no spectrograms for class(es) {', '.join(empty)}")
+    print(f"spectrograms in {args.out_dir}/ (skipped files listed in {args.out_dir / 'skipped.csv'})")
+    return 1 if skipped else 0
+
+
+if __name__ == "__main__":
+    run_main(main)
