@@ -1,0 +1,137 @@
+"""Honest numbers: macro metrics with bootstrap intervals over babies, baselines, calibration."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
+                             precision_recall_fscore_support, roc_auc_score)
+
+from cry.params import CLASSES
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc")
+
+
+def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """One-vs-rest ROC-AUC averaged over the classes present with both outcomes; NaN if none."""
+    aucs = [roc_auc_score(labels == c, probabilities[:, c]) for c in range(probabilities.shape[1])
+            if 0 < (labels == c).sum() < len(labels)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """The four headline metrics over the classes present in labels."""
+    predicted = probabilities.argmax(axis=1)
+    present = np.unique(labels)
+    return {"accuracy": float(accuracy_score(labels, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+            "macro_f1": float(f1_score(labels, predicted, labels=present, average="macro", zero_division=0)),
+            "macro_roc_auc": macro_roc_auc(labels, probabilities)}
+
+
+def bootstrap_scores(labels, probabilities, babies, n_boot: int = 1000, seed: int = 0,
+                     score_fn=scores) -> dict[str, dict]:
+    """Each metric with a 95% interval from resampling babies (not windows) with replacement.
+
+    Windows of one baby are not independent; resampling them one by one would give
+    intervals far too narrow.
+    """
+    point = score_fn(labels, probabilities)
+    unique, inverse = np.unique(babies, return_inverse=True)
+    members = [np.flatnonzero(inverse == b) for b in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    draws = {k: [] for k in point}
+    for _ in range(n_boot):
+        rows = np.concatenate([members[b] for b in rng.integers(0, len(unique), len(unique))])
+        for k, v in score_fn(labels[rows], probabilities[rows]).items():
+            draws[k].append(v)
+    out = {}
+    for k, v in point.items():
+        values = np.asarray(draws[k], float)
+        values = values[np.isfinite(values)]
+        low, high = (np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan))
+        out[k] = {"value": v, "ci_low": float(low), "ci_high": float(high)}
+    return out
+
+
+def baseline_probabilities(train_labels: np.ndarray, n: int, kind: str, seed: int = 0) -> np.ndarray:
+    """Predictions that ignore the audio: 'majority' (always the commonest training class,
+    scores by the class prior) or 'chance' (a random class drawn by the training prior)."""
+    prior = np.bincount(train_labels, minlength=len(CLASSES)) / len(train_labels)
+    if kind == "majority":
+        return np.tile(np.eye(len(CLASSES))[prior.argmax()], (n, 1))
+    rng = np.random.default_rng(seed)
+    probabilities = rng.random((n, len(CLASSES)))
+    probabilities[np.arange(n), rng.choice(len(CLASSES), size=n, p=prior)] += 1.0
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def per_class(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, dict]:
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, probabilities.argmax(axis=1), labels=range(len(CLASSES)), zero_division=0)
+    return {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                "support": int(support[i])} for i, c in enumerate(CLASSES)}
+
+
+def confusion(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    return confusion_matrix(labels, probabilities.argmax(axis=1), labels=range(len(CLASSES)))
+
+
+def aggregate_recordings(probabilities, labels, recordings, babies):
+    """Recording-level view: the mean of a recording's window probabilities.
+
+    Returns (probabilities [n_rec, C], labels [n_rec], babies [n_rec], recordings [n_rec]).
+    """
+    unique, inverse = np.unique(recordings, return_inverse=True)
+    sums = np.zeros((len(unique), probabilities.shape[1]))
+    np.add.at(sums, inverse, probabilities)
+    counts = np.bincount(inverse)
+    first = np.array([np.flatnonzero(inverse == r)[0] for r in range(len(unique))])
+    return sums / counts[:, None], labels[first], babies[first], unique
+
+
+# ---- calibration --------------------------------------------------------------------------
+
+def _nll(probabilities, labels, temperature):
+    logits = np.log(np.clip(probabilities, 1e-12, 1)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(logits).sum(axis=1))
+    return float(np.mean(log_norm - logits[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature minimising validation negative log-likelihood (Guo et al., 2017)."""
+    if len(labels) == 0:
+        return 1.0
+    result = minimize_scalar(lambda t: _nll(probabilities, labels, t), bounds=(0.05, 20.0), method="bounded")
+    return float(result.x)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 10):
+    """ECE of the top-class confidence, and the per-bin table for a reliability diagram."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
+    table, ece = [], 0.0
+    for b in range(n_bins):
+        inside = bins == b
+        if inside.any():
+            gap = abs(correct[inside].mean() - confidence[inside].mean())
+            ece += inside.mean() * gap
+            table.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "count": int(inside.sum()),
+                          "confidence": float(confidence[inside].mean()), "accuracy": float(correct[inside].mean())})
+    return float(ece), table
+
+
+def choose_uncertain_threshold(probabilities: np.ndarray, labels: np.ndarray, silence: int,
+                               target_precision: float = 0.6) -> float:
+    """Lowest top-probability at which reason claims on validation cries are right at least
+    target_precision of the time, so the live predictor says "uncertain" below it.
+    Returns 1.0 (always uncertain) when no threshold reaches the target."""
+    cries = labels != silence
+    top, right = probabilities[cries].max(axis=1), probabilities[cries].argmax(axis=1) == labels[cries]
+    for threshold in np.unique(top):
+        confident = top >= threshold
+        if confident.sum() >= 5 and right[confident].mean() >= target_precision:
+            return float(threshold)
+    return 1.0

@@ -1,0 +1,249 @@
+"""The CNN-LSTM, its input pipeline and training loop, and model files with their settings."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from cry.files import UserError, atomic_output, write_json
+from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible
+
+ARCHITECTURES = ("seed", "time")
+REPEAT_STEPS = 16  # seed architecture: how often RepeatVector repeats the flat vector
+
+
+class ModelError(UserError):
+    """A model file that cannot be used: missing, corrupt, or made with other settings."""
+
+
+def build_model(arch: str, settings: Settings, learning_rate: float = 1e-3):
+    """CNN-LSTM classifier over uint8 spectrogram images [size, size, 3].
+
+    "seed": Conv/MaxPool x3 -> Flatten -> RepeatVector -> LSTM -> LSTM -> Dense -> Dropout ->
+    softmax, as first specified. Every LSTM step sees the same vector, so it has no time axis.
+    "time": the same convolutions, but the feature maps are read column by column, so the
+    LSTMs see the spectrogram's time axis in order.
+    """
+    import keras
+    from keras import layers
+
+    size, n_classes = settings.image_size, len(settings.classes)
+    inputs = keras.Input((size, size, 3), name="image")
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    if arch == "seed":
+        x = layers.RepeatVector(REPEAT_STEPS)(layers.Flatten()(x))
+    elif arch == "time":
+        x = layers.Permute((2, 1, 3))(x)  # [freq, time, ch] -> [time, freq, ch]
+        x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]))(x)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHITECTURES}")
+    x = layers.LSTM(64, return_sequences=True)(x)
+    x = layers.LSTM(64)(x)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=f"cry_{arch}")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
+                  metrics=["accuracy", keras.metrics.F1Score(average="macro", name="macro_f1")])
+    return model
+
+
+# ---- input pipeline -----------------------------------------------------------------------
+
+def _mask_image(image, seed, max_time: int = 20, max_freq: int = 16):
+    """SpecAugment on the picture: one band of columns (time) and rows (mel) set to the floor colour."""
+    import tensorflow as tf
+
+    size = tf.shape(image)[0]
+    floor_colour = image[-1:, :1, :] * 0 + tf.reduce_min(image, axis=[0, 1], keepdims=True)
+    draws = tf.random.stateless_uniform([4], seed=seed, maxval=1.0)
+    t_width = tf.cast(draws[0] * max_time, tf.int32)
+    t_start = tf.cast(draws[1] * tf.cast(size - t_width, tf.float32), tf.int32)
+    f_width = tf.cast(draws[2] * max_freq, tf.int32)
+    f_start = tf.cast(draws[3] * tf.cast(size - f_width, tf.float32), tf.int32)
+    index = tf.range(size)
+    cols = (index >= t_start) & (index < t_start + t_width)
+    rows = (index >= f_start) & (index < f_start + f_width)
+    masked = rows[:, None] | cols[None, :]
+    return tf.where(masked[:, :, None], floor_colour, image)
+
+
+def _shift_image(image, seed, max_shift: int = 16):
+    """Circular time shift by up to max_shift columns either way."""
+    import tensorflow as tf
+
+    shift = tf.random.stateless_uniform([], seed=seed, minval=-max_shift, maxval=max_shift + 1, dtype=tf.int32)
+    return tf.roll(image, shift, axis=1)
+
+
+def make_dataset(paths, labels, batch_size: int = 32, training: bool = False, seed: int = 0,
+                 augment: bool = True, balance: str = "weights"):
+    """tf.data pipeline: PNGs decoded once and cached; shuffled, augmented and (optionally)
+    class-balanced only when training."""
+    import tensorflow as tf
+
+    n_classes = len(CLASSES)
+    labels = np.asarray(labels)
+
+    def load(path, label):
+        image = tf.io.decode_png(tf.io.read_file(path), channels=3)
+        image.set_shape((None, None, 3))
+        return image, tf.one_hot(label, n_classes)
+
+    def base(p, y):
+        return tf.data.Dataset.from_tensor_slices((np.asarray(p, dtype=str), y)).map(
+            load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+    if not training:
+        return base(paths, labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if balance == "sampling":
+        present = [c for c in range(n_classes) if (labels == c).any()]
+        per_class = [base(np.asarray(paths)[labels == c], labels[labels == c]).repeat().shuffle(256, seed=seed)
+                     for c in present]
+        ds = tf.data.Dataset.sample_from_datasets(per_class, seed=seed).take(len(labels))
+    else:
+        ds = base(paths, labels).shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        ds = ds.enumerate().map(
+            lambda i, xy: (_shift_image(_mask_image(xy[0], [seed, i]), [seed + 1, i]), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights over the classes present in the training labels."""
+    counts = np.bincount(labels, minlength=len(CLASSES))
+    present = counts > 0
+    return {c: float(len(labels) / (present.sum() * counts[c])) if counts[c] else 0.0
+            for c in range(len(CLASSES))}
+
+
+def train(train_windows, val_windows, settings: Settings, arch: str = "time", epochs: int = 30,
+          patience: int = 6, batch_size: int = 32, seed: int = 0, augment: bool = True,
+          balance: str = "weights", learning_rate: float = 1e-3, backup_dir: Path | None = None,
+          verbose: int = 1):
+    """Fit a fresh model; the weights kept are those of the best validation macro-F1 epoch.
+
+    With backup_dir, progress is saved every epoch and a killed run resumes from there.
+    Returns (model, history dict).
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(arch, settings, learning_rate)
+    train_ds = make_dataset(train_windows.paths, train_windows.labels, batch_size, True, seed, augment, balance)
+    val_ds = make_dataset(val_windows.paths, val_windows.labels, batch_size)
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
+                                               restore_best_weights=True)]
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                        class_weight=class_weights(train_windows.labels) if balance == "weights" else None)
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+# ---- prediction ---------------------------------------------------------------------------
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities for uint8 images [n, size, size, 3] -> float32 [n, n_classes].
+
+    Calls the model directly: model.predict builds a tf.data pipeline per call, which
+    costs far more than the model itself for the one-window batches of live use.
+    """
+    images = np.asarray(images)
+    if len(images) == 0:
+        return np.zeros((0, len(CLASSES)), np.float32)
+    return np.concatenate([np.asarray(model(images[i:i + batch_size], training=False))
+                           for i in range(0, len(images), batch_size)]).astype(np.float32)
+
+
+def predict_paths(model, paths, batch_size: int = 64) -> np.ndarray:
+    """Probabilities for PNG files, decoded through the same pipeline as training."""
+    ds = make_dataset(paths, np.zeros(len(paths), int), batch_size)
+    return np.concatenate([predict_probabilities(model, x.numpy(), batch_size) for x, _ in ds])
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Soften (T > 1) or sharpen (T < 1) probabilities: softmax(log p / T)."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+# ---- model files --------------------------------------------------------------------------
+
+def info_path(model_path: Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def library_versions() -> dict:
+    import keras
+    import librosa
+    import sklearn
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "librosa": librosa.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def save_model(model, settings: Settings, extra: dict, path: Path) -> None:
+    """Write <path>.keras and <path>.json, each atomically; the JSON holds the .keras hash,
+    so a pair torn apart by a crash between the two writes is refused on load."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        model.save(tmp)
+        digest = _sha256(tmp)
+    info = {"model_file": path.name, "sha256": digest, "classes": list(settings.classes),
+            "settings": settings.to_dict(), "versions": library_versions(), **extra}
+    write_json(info, info_path(path))
+
+
+def read_model_info(path: Path, expected: Settings | None = None) -> dict:
+    """The model's JSON, checked: present, same classes and feature code, file unchanged."""
+    path, json_path = Path(path), info_path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file (train one with train_model.py)")
+    try:
+        info = json.loads(json_path.read_text())
+        settings = Settings.from_dict(info["settings"])
+    except FileNotFoundError:
+        raise ModelError(f"{json_path}: missing; a model without its settings cannot be used safely") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{json_path}: unreadable model settings ({exc})") from None
+    try:
+        check_compatible(settings, expected or settings, str(json_path))
+    except SettingsMismatch as exc:
+        raise ModelError(str(exc)) from None
+    if info.get("sha256") != _sha256(path):
+        raise ModelError(f"{path}: does not match {json_path.name} (changed or half-saved); retrain or restore both")
+    info["settings"] = settings
+    return info
+
+
+def load_model(path: Path, expected: Settings | None = None):
+    """Load a model in Keras safe mode (nothing unpickled) after checking its JSON.
+
+    Returns (model, info) where info["settings"] is a Settings.
+    """
+    info = read_model_info(path, expected)
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # a corrupt zip or config raises many kinds
+        raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: {str(exc).splitlines()[0][:150]})") from None
+    return model, info

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Debian packages the project needs: PortAudio for sounddevice, and for the tests a
+# PulseAudio virtual microphone (see docs in tests/conftest.py). Installs only what is missing.
+#   system-deps.sh run    # PortAudio only
+#   system-deps.sh test   # PortAudio + PulseAudio virtual microphone
+set -eu
+need=""
+ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || need="$need libportaudio2"
+if [ "${1:-run}" = test ]; then
+    command -v pulseaudio >/dev/null 2>&1 || need="$need pulseaudio"
+    command -v paplay >/dev/null 2>&1 || need="$need pulseaudio-utils"
+    [ -e /usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so ] ||
+        [ -e /usr/lib/aarch64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so ] || need="$need libasound2-plugins"
+fi
+[ -z "$need" ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "note: please install:$need (not a Debian system; continuing without)" >&2; exit 0
+fi
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+echo "installing:$need"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
