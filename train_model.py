@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     extra = {"arch": args.arch, "seed": args.seed, "data_dir": str(args.data_dir), "split": split,
              "training": {k: v for k, v in vars(args).items() if k not in ("data_dir", "model")},
              "epochs_run": len(history["loss"]), "history": history,
+             "train_class_counts": np.bincount(parts["train"].labels, minlength=len(CLASSES)).tolist(),
              "temperature": temperature, "uncertain_threshold": threshold}
     save_model(model, settings, extra, args.model)
     shutil.rmtree(backup_dir, ignore_errors=True)
