@@ -229,11 +229,10 @@ def cross_validate(args) -> int:
     result.update({"command": "python " + shlex.join(sys.argv), "arch": args.arch, "seeds": args.seeds,
                    "folds": args.cv, "data_dir": str(data_dir), "settings": settings.to_dict()})
     write_json(result, args.reports_dir / "cv.json")
-    append_experiment(result, args.reports_dir / "experiments.md")
+    append_experiment(result, args.experiments_file)
     print(json.dumps({k: result[k] for k in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1",
                                              "ece_after_scaling")}, indent=1))
-    print(f"cross-validation written to {args.reports_dir / 'cv.json'}; row added to "
-          f"{args.reports_dir / 'experiments.md'}")
+    print(f"cross-validation written to {args.reports_dir / 'cv.json'}; row added to {args.experiments_file}")
     return 0
 
 
@@ -267,6 +266,8 @@ def main(argv=None) -> int:
     cv.add_argument("--no-augment", action="store_true")
     cv.add_argument("--seeds", type=int, nargs="+", default=[0], help="repeat every fold with these seeds")
     cv.add_argument("--fold-seed", type=int, default=2026, help="the folds, the same for every variant")
+    cv.add_argument("--experiments-file", type=Path, default=Path("reports/experiments.md"),
+                    help="table the result is appended to (default: %(default)s)")
     cv.add_argument("--audio-dir-for-baseline", type=Path, default=Path("data/audio"),
                     help="source audio for the MFCC baseline (default: %(default)s)")
     args = parser.parse_args(argv)
