@@ -200,6 +200,8 @@ def cross_validate(args) -> int:
     rec_p, rec_labels, rec_babies, rec_names = metrics.aggregate_recordings(mean_p, windows.labels, windows.recordings,
                                                                             windows.babies)
     result = metrics.bootstrap_scores(rec_labels, rec_p, rec_babies, score_fn=two_level_scores)
+    result["window_level"] = metrics.bootstrap_scores(windows.labels, mean_p, windows.babies, n_boot=200,
+                                                      score_fn=two_level_scores)
     window_silence = windows.labels == SILENCE
     false_alarms = (mean_p[window_silence].argmax(axis=1) != SILENCE).sum()
     result["false_alarms_per_hour_of_silence"] = float(

@@ -37,7 +37,9 @@ def bootstrap_scores(labels, probabilities, babies, n_boot: int = 1000, seed: in
     Windows of one baby are not independent; resampling them one by one would give
     intervals far too narrow.
     """
-    point = score_fn(labels, probabilities)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        point = score_fn(labels, probabilities)
     unique, inverse = np.unique(babies, return_inverse=True)
     members = [np.flatnonzero(inverse == b) for b in range(len(unique))]
     rng = np.random.default_rng(seed)

@@ -24,3 +24,81 @@ def corpus() -> Path:
 def tone(freq_hz: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+# ---- virtual microphone (scripts/virtual-mic.sh; recipe in /work/shared/docs/virtual-microphone.md) ----
+# A PulseAudio null sink whose monitor is the default input, so sounddevice records whatever
+# paplay plays into it. Each pytest session gets its own daemon and directory (two sessions on
+# one machine never stop each other's), unless VMIC_DIR names one that is already running.
+# PULSE_SERVER must be set before PortAudio initialises (import sounddevice), hence at import time.
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+
+VMIC_SCRIPT = ROOT / "scripts" / "virtual-mic.sh"
+VMIC_DIR = os.environ.setdefault("VMIC_DIR", f"/tmp/virtual-mic-{os.getpid()}")
+os.environ.setdefault("PULSE_SERVER", f"unix:{VMIC_DIR}/pulse.sock")
+_vmic = {"started": False, "problem": None}
+
+
+def pytest_sessionstart(session):
+    """Start the virtual microphone before test modules (and so sounddevice) are imported."""
+    if os.path.exists(f"{VMIC_DIR}/pid"):
+        return  # started by CI or the user: use it, leave it running
+    if not (shutil.which("pulseaudio") and shutil.which("paplay")):
+        _vmic["problem"] = "pulseaudio/paplay not installed (sh scripts/system-deps.sh test installs them)"
+        return
+    done = subprocess.run(["sh", str(VMIC_SCRIPT), "start"], capture_output=True, text=True)
+    if done.returncode:
+        _vmic["problem"] = f"virtual-mic.sh start failed: {(done.stderr or done.stdout).strip()[-300:]}"
+    _vmic["started"] = True  # stop also cleans up after a failed start
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _vmic["started"]:
+        subprocess.run(["sh", str(VMIC_SCRIPT), "stop"], check=False)
+
+
+class MicFeed:
+    """Plays WAV files into the virtual microphone (real time, in the background)."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._threads, self._procs = [], []
+
+    def play(self, wav, loop: bool = False) -> None:
+        def run():
+            while not self._stop.is_set():
+                p = subprocess.Popen(["paplay", "-d", "mic_feed", str(wav)])
+                self._procs.append(p)
+                p.wait()
+                if not loop:
+                    break
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop only the paplay processes this feed started."""
+        self._stop.set()
+        for p in self._procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(5)
+        for t in self._threads:
+            t.join(5)
+
+
+def virtual_mic_or_skip() -> None:
+    """Skip (saying why) when no virtual microphone could be made; on CI (CI set) that is a failure."""
+    problem = _vmic["problem"] or (None if os.path.exists(f"{VMIC_DIR}/pid") else "virtual microphone not running")
+    if problem:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no virtual microphone: {problem}")
+
+
+@pytest.fixture
+def mic_feed():
+    virtual_mic_or_skip()
+    feed = MicFeed()
+    yield feed
+    feed.stop()
