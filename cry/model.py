@@ -156,14 +156,89 @@ def train(train_windows, val_windows, settings: Settings, arch: str = "time", ep
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Class probabilities for uint8 images [n, size, size, 3] -> float32 [n, n_classes].
 
-    Calls the model directly: model.predict builds a tf.data pipeline per call, which
-    costs far more than the model itself for the one-window batches of live use.
+    model is a Keras model or a LiteRTModel. A Keras model runs through predict_on_batch,
+    whose compiled graph Keras builds once and keeps on the model: for one window that is
+    ~15x faster than calling the model eagerly (the LSTMs step in Python) and than
+    model.predict (a tf.data pipeline per call), with the same numbers as model(images)
+    (benchmarks/bench_inference.py, tests/test_export.py).
     """
     images = np.asarray(images)
     if len(images) == 0:
         return np.zeros((0, len(CLASSES)), np.float32)
-    return np.concatenate([np.asarray(model(images[i:i + batch_size], training=False))
+    if isinstance(model, LiteRTModel):
+        return model(images)
+    return np.concatenate([np.asarray(model.predict_on_batch(images[i:i + batch_size]))
                            for i in range(0, len(images), batch_size)]).astype(np.float32)
+
+
+LITERT_WEIGHTS = ("float32", "float16", "int8")
+
+
+def to_litert(model, weights: str = "float32") -> bytes:
+    """A LiteRT (TFLite) flatbuffer of a Keras model, for one uint8 image [1, size, size, 3].
+
+    The converter cannot lower Keras LSTMs traced with an unknown batch size: from_keras_model
+    fails with "'tf.TensorListReserve' op requires element_shape to be static", and Keras'
+    own export(format="litert") falls back to Select TF ops that the LiteRT interpreter
+    cannot run. A SavedModel traced for exactly one image converts to builtin ops only
+    (each LSTM becomes one fused UNIDIRECTIONAL_SEQUENCE_LSTM op).
+
+    weights: "float32" (Keras' numbers up to float rounding, ~1e-6), "float16" (half the
+    size, same speed, ~1e-4) or "int8" (dynamic-range quantisation: a quarter of the size,
+    2-5x faster, ~1e-2 and an occasional different top class; export_model.py checks).
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    if weights not in LITERT_WEIGHTS:
+        raise ValueError(f"weights must be one of {LITERT_WEIGHTS}, got {weights!r}")
+    signature = [tf.TensorSpec((1, *model.input_shape[1:]), tf.uint8, name="image")]
+    with tempfile.TemporaryDirectory() as saved_model:
+        model.export(saved_model, format="tf_saved_model", input_signature=signature, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        if weights != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if weights == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+class LiteRTModel:
+    """A model converted by to_litert, run by the LiteRT interpreter one image at a time.
+
+    Its weights are a snapshot taken at conversion: convert again after further training.
+    """
+
+    def __init__(self, flatbuffer: bytes, num_threads: int = 1):
+        import threading
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._lock = threading.Lock()  # one interpreter, so one call at a time
+
+    @classmethod
+    def from_keras(cls, model, weights: str = "float32", num_threads: int = 1) -> "LiteRTModel":
+        return cls(to_litert(model, weights), num_threads)
+
+    @classmethod
+    def from_file(cls, path: Path, num_threads: int = 1) -> "LiteRTModel":
+        return cls(Path(path).read_bytes(), num_threads)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images [n, size, size, 3] -> float32 probabilities [n, n_classes]."""
+        images = np.asarray(images, dtype=np.uint8)
+        rows = []
+        with self._lock:
+            for image in images:
+                self._interpreter.set_tensor(self._input, image[None])
+                self._interpreter.invoke()
+                rows.append(self._interpreter.get_tensor(self._output)[0].copy())
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, len(CLASSES)), np.float32)
 
 
 def predict_paths(model, paths, batch_size: int = 64) -> np.ndarray:

@@ -38,6 +38,7 @@ import threading  # noqa: E402
 VMIC_SCRIPT = ROOT / "scripts" / "virtual-mic.sh"
 VMIC_DIR = os.environ.setdefault("VMIC_DIR", f"/tmp/virtual-mic-{os.getpid()}")
 os.environ.setdefault("PULSE_SERVER", f"unix:{VMIC_DIR}/pulse.sock")
+os.environ.setdefault("VMIC_RATE", "44100")  # the rate PortAudio's pulse device opens at: no resampling in between
 _vmic = {"started": False, "problem": None}
 
 
@@ -102,3 +103,6 @@ def mic_feed():
     feed = MicFeed()
     yield feed
     feed.stop()
+
+
+pytest_plugins = ["robustness_summary"]  # prints the robustness figure (tests/robustness_summary.py)

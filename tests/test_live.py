@@ -1,0 +1,269 @@
+"""Live prediction: buffering and decisions with synthetic callbacks, the script on files, and the
+script on a real input device (the virtual microphone playing a corpus recording)."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import real_time_prediction as rtp
+from cry.audio import load_audio, resample, rms_dbfs
+from cry.params import CLASSES, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = [sys.executable, str(ROOT / "real_time_prediction.py")]
+SILENCE = CLASSES.index("silence")
+# Live vs offline probabilities of the same window may differ by this much. Measured: 0.005
+# (16-bit samples in PulseAudio, resampling per window instead of per file). For scale, with
+# the probe model below: windows of one recording differ by up to ~0.75, and the same windows
+# misplaced by 10 ms by ~0.09. (If PulseAudio has to resample, 8k -> 16k -> 44.1k: ~0.04.)
+TOLERANCE = 0.02
+
+
+def flags(overflow=False):
+    return types.SimpleNamespace(input_overflow=overflow)
+
+
+# ---- ring buffer, decisions, episodes: no audio device, no model -----------------------------
+
+def test_ring_buffer_keeps_newest_samples_across_odd_blocks_and_counts_overflows():
+    stream = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
+    ring = rtp.RingBuffer(1000, keep=True)
+    window, end = ring.read_last(300)
+    assert end == 0 and not window.any()  # before any sample: zeros
+    position = 0
+    for i, size in enumerate([1, 7, 333, 0, 999, 1000, 1500, 61, 1099]):  # odd, empty, > capacity
+        block = stream[position:position + size, None]  # [frames, channels], like sounddevice
+        ring.callback(block, size, None, flags(overflow=i % 3 == 0))
+        position += size
+        window, end = ring.read_last(700)
+        assert end == position == ring.total
+        expected = np.concatenate([np.zeros(max(0, 700 - position), np.float32),
+                                   stream[max(0, position - 700):position]])
+        np.testing.assert_array_equal(window, expected)
+    assert ring.overflows == 3
+    np.testing.assert_array_equal(np.concatenate(ring.kept)[-1000:], stream[position - 1000:position])
+
+
+def test_decider_says_which_step_decided_and_smooths():
+    cry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])    # hungry, sure
+    vague = np.array([0.2, 0.25, 0.15, 0.1, 0.1, 0.1, 0.1])      # hungry, unsure
+    decider = rtp.Decider(threshold=0.5, smooth=2)
+    assert decider.update(None)[0] == "quiet"  # None: the energy gate said quiet, no model call
+    state, mean = decider.update(cry)  # mean of certain silence and the cry: silence 0.525
+    assert state == "silence" and mean[SILENCE] == pytest.approx(0.525)
+    state, mean = decider.update(cry)
+    assert state == "crying" and CLASSES[mean.argmax()] == "hungry" and mean.max() == pytest.approx(0.7)
+    state, mean = decider.update(vague)  # one vague window lowers the mean below the threshold
+    assert state == "uncertain" and mean.max() == pytest.approx((0.7 + 0.25) / 2)
+    # temperature is applied before smoothing: T > 1 flattens a sure answer below the threshold
+    assert rtp.Decider(0.5, temperature=3.0, smooth=1).update(cry)[0] == "uncertain"
+
+
+def test_episodes_start_and_end_with_the_reason_over_the_episode():
+    episodes, hungry, tired = rtp.Episodes(), np.eye(7)[1] * 0.6 + 0.4 / 7, np.eye(7)[3] * 0.9 + 0.1 / 7
+    assert episodes.update(0.0, "quiet", None) is None
+    assert episodes.update(1.0, "uncertain", hungry)[:3] == (1.0, "start", "hungry")
+    for t in (1.5, 2.0, 2.5):
+        assert episodes.update(t, "crying", tired) is None
+    seconds, event, reason, probability = episodes.update(3.0, "silence", np.eye(7)[SILENCE])
+    assert (seconds, event, reason, episodes.count) == (3.0, "end", "tired", 1)
+    assert 0.5 < probability < 0.9
+
+
+def test_missing_portaudio_is_one_clear_line(monkeypatch):
+    class NoPortAudio:  # what `import sounddevice` does when libportaudio2 is not installed
+        def find_spec(self, name, path=None, target=None):
+            if name == "sounddevice":
+                raise OSError("PortAudio library not found")
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
+    with pytest.raises(rtp.UserError, match="install it .*libportaudio2"):
+        rtp.import_sounddevice()
+
+
+class Stalled:
+    """An input stream that is still 'active' but delivers nothing, like an unplugged USB microphone."""
+    samplerate, active, ring = 8000, True, rtp.RingBuffer(8000)
+
+
+def test_listen_classifies_every_hop_of_a_file_and_notices_a_stalled_device(monkeypatch, tmp_path):
+    rate, audio = 8000, np.random.default_rng(1).uniform(-0.5, 0.5, 8000 * 5).astype(np.float32)
+    sf.write(tmp_path / "x.wav", audio, rate, subtype="FLOAT")
+    source = rtp.FileSource(tmp_path / "x.wav", ring_seconds=6, fast=True)
+    seen = []
+    why = rtp.listen(source, lambda window: window, 3.0, 0.5, on_window=lambda end, w: seen.append((end, w)))
+    assert why == "ended" and [end for end, _ in seen] == [24000, 28000, 32000, 36000, 40000]
+    for end, window in seen:  # the window is exactly the file's samples, whatever the block size
+        np.testing.assert_array_equal(window, audio[end - 24000:end])
+    monkeypatch.setattr(rtp, "STALL_SECONDS", 0.2)
+    assert rtp.listen(Stalled(), lambda w: w, 3.0, 0.5, on_window=None) == "stalled"
+
+
+# ---- the script, with a probe model ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def probe_model(tmp_path_factory):
+    """A small random model whose output moves a lot with its input image, so any difference
+    between the live and offline pipelines shows in the probabilities. Seconds to build."""
+    import keras
+    from keras import layers
+
+    from cry.model import load_model, save_model
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((128, 128, 3))
+    x = layers.Flatten()(layers.AveragePooling2D(8)(layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+    outputs = layers.Dense(len(CLASSES), activation="softmax",
+                           kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))(x)
+    path = tmp_path_factory.mktemp("probe") / "probe.keras"
+    save_model(keras.Model(inputs, outputs), Settings(), {"temperature": 1.0, "uncertain_threshold": 0.5}, path)
+    return path, load_model(path)[0]
+
+
+def read_trace(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def offline_probabilities(model, audio: np.ndarray, ends: list[int], settings: Settings) -> np.ndarray:
+    """The offline pipeline: window_to_image + model on windows of `audio` (model rate) ending at `ends`."""
+    from cry.features import window_to_image
+    from cry.model import predict_probabilities
+
+    n = settings.window_samples
+    padded = np.concatenate([np.zeros(n, np.float32), audio, np.zeros(n, np.float32)])
+    images = np.stack([window_to_image(padded[n + e - n:n + e], settings) for e in ends])
+    return predict_probabilities(model, images)
+
+
+def loud_recording(corpus: Path) -> Path:
+    """A real cry, the loudest of a few (a quiet one would sit on the energy gate)."""
+    files = sorted((corpus / "donateacry_corpus_cleaned_and_updated_data" / "hungry").glob("*.wav"))[:12]
+    return max(files, key=lambda p: rms_dbfs(sf.read(p, dtype="float32")[0]))
+
+
+def test_file_mode_matches_offline_and_refuses_a_broken_model(probe_model, corpus, tmp_path):
+    path, model = probe_model
+    wav, settings = loud_recording(corpus), Settings()
+    done = subprocess.run([*SCRIPT, "--model", str(path), "--file", str(wav), "--fast", "--trace",
+                           str(tmp_path / "trace.csv"), "--log", str(tmp_path / "log.csv")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"wrote {tmp_path / 'log.csv'}" in done.stderr
+    rows = [r for r in read_trace(tmp_path / "trace.csv") if r["state"] != "quiet"]
+    rate = int(rows[0]["rate_hz"])
+    assert rate == sf.info(wav).samplerate and len(rows) >= 5
+    live = np.array([[float(r[c]) for c in CLASSES] for r in rows])
+    ends = [round(int(r["end_sample"]) * settings.sample_rate_hz / rate) for r in rows]
+    offline = offline_probabilities(model, load_audio(wav, settings), ends, settings)
+    # Same samples, only resampled per window instead of per file: differences are tiny.
+    assert np.abs(live - offline).max() < 0.01
+
+    (tmp_path / "probe.keras").write_bytes(path.read_bytes())  # a model without its JSON
+    done = subprocess.run([*SCRIPT, "--model", str(tmp_path / "probe.keras"), "--file", str(wav)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in done.stderr and "missing" in done.stderr
+
+
+# ---- the script on a real input device --------------------------------------------------------
+
+def start_listening(args: list[str], env=None) -> subprocess.Popen:
+    """Start the script and return once it says it is listening (the stream is running)."""
+    proc = subprocess.Popen([*SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env)
+    for line in proc.stderr:
+        if line.startswith("listening"):
+            return proc
+    out, err = proc.communicate(timeout=10)
+    pytest.fail(f"the script did not start listening (status {proc.returncode}):\n{err[-2000:]}")
+
+
+def test_live_microphone_matches_offline_predictions_and_reports_silence(mic_feed, probe_model, corpus, tmp_path):
+    """Digital silence, then a corpus cry, then silence again, through PulseAudio -> ALSA -> PortAudio."""
+    from scipy.signal import correlate
+
+    path, model = probe_model
+    wav, settings = loud_recording(corpus), Settings()
+    lead, seconds = 3.5, sf.info(wav).duration  # lead, and 4.5 s after: full windows of silence
+    # Played at the sink's rate (VMIC_RATE, 44.1 kHz as the device's default rate: conftest), so
+    # PulseAudio's own low-quality resampler stays out of the comparison; the copy stays in tmp_path.
+    original, original_rate = sf.read(wav, dtype="float32", always_2d=True)
+    feed, feed_rate = tmp_path / "feed.wav", int(os.environ.get("VMIC_RATE", 44100))
+    sf.write(feed, resample(original.mean(axis=1), original_rate, feed_rate), feed_rate, subtype="FLOAT")
+    trace, heard = tmp_path / "trace.csv", tmp_path / "heard.wav"
+    proc = start_listening(["--model", str(path), "--duration", f"{lead + seconds + 4.5}", "--trace", str(trace),
+                            "--save-audio", str(heard), "--log", str(tmp_path / "log.csv")])
+    time.sleep(lead)
+    mic_feed.play(feed)
+    out, err = proc.communicate(timeout=lead + seconds + 30)
+    assert proc.returncode == 0, err[-2000:]
+
+    # Where did the cry land in what the script heard? Cross-correlate at the device rate.
+    recorded, rate = sf.read(heard, dtype="float32")
+    reference = resample(original.mean(axis=1), original_rate, rate)
+    xc = correlate(recorded, reference, mode="valid", method="fft")  # recorded is longer
+    lag = int(np.argmax(xc))
+    segment = recorded[lag:lag + len(reference)]
+    assert np.corrcoef(segment, reference)[0, 1] > 0.99, "the virtual microphone did not carry the recording"
+
+    rows = read_trace(trace)
+    assert all(int(r["rate_hz"]) == rate for r in rows) and len(rows) >= 20
+    ends = np.array([int(r["end_sample"]) for r in rows])
+    window = int(settings.window_seconds * rate)
+    before = [r for r, e in zip(rows, ends) if e <= lag]  # nothing but the feed's digital silence
+    after = [r for r, e in zip(rows, ends) if e - window >= lag + len(reference)]
+    assert len(before) >= 1 and len(after) >= 1
+    assert all(r["state"] == "quiet" for r in before + after)
+    assert sum("silence (quiet" in line for line in out.splitlines()) >= len(before) + len(after)
+
+    # The live per-window probabilities equal the offline ones of the same recording, placed at the lag.
+    heard_rows = [(r, e) for r, e in zip(rows, ends) if r["state"] != "quiet"]
+    assert len(heard_rows) >= 8
+    lag_model_rate = round(lag * settings.sample_rate_hz / rate)
+    audio = np.concatenate([np.zeros(lag_model_rate, np.float32), load_audio(wav, settings)])
+    offline = offline_probabilities(model, audio, [round(e * settings.sample_rate_hz / rate) for _, e in heard_rows],
+                                    settings)
+    live = np.array([[float(r[c]) for c in CLASSES] for r, _ in heard_rows])
+    difference = np.abs(live - offline).max()
+    assert difference < TOLERANCE, f"live and offline probabilities differ by up to {difference:.3f}"
+    assert np.abs(live - live.mean(axis=0)).max() > 4 * TOLERANCE  # the comparison can tell windows apart
+
+
+def test_live_reports_a_vanished_device_and_exits_nonzero(probe_model, tmp_path):
+    """The daemon behind the input device is stopped while listening: a clear line, status 1."""
+    from conftest import VMIC_SCRIPT, virtual_mic_or_skip
+
+    virtual_mic_or_skip()
+    env = dict(os.environ, VMIC_DIR=str(tmp_path / "vmic"), PULSE_SERVER=f"unix:{tmp_path}/vmic/pulse.sock")
+    subprocess.run(["sh", str(VMIC_SCRIPT), "start"], env=env, check=True, timeout=30)
+    try:
+        proc = start_listening(["--model", str(probe_model[0]), "--duration", "60"], env=env)
+        time.sleep(1.0)
+    finally:
+        subprocess.run(["sh", str(VMIC_SCRIPT), "stop"], env=env, timeout=30)  # our own daemon only
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err[-2000:]
+    assert "error: the input device stopped delivering audio" in err and "Traceback" not in err
+
+
+def test_no_input_device_is_one_clear_line(probe_model, tmp_path):
+    env = dict(os.environ, PULSE_SERVER=f"unix:{tmp_path}/nothing.sock")  # no daemon, so no PulseAudio input
+    count = subprocess.run([sys.executable, "-c", "import sounddevice as sd; print(sum(d['max_input_channels'] > 0 "
+                            "for d in sd.query_devices()))"], capture_output=True, text=True, env=env, timeout=30)
+    if count.stdout.strip() != "0":
+        pytest.skip(f"this machine has input devices besides the virtual microphone ({count.stdout.strip()})")
+    done = subprocess.run([*SCRIPT, "--model", str(probe_model[0]), "--duration", "1"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: no audio input device found")
