@@ -2,7 +2,8 @@
 
 By default the corpus is downloaded from its public GitHub repository; --source takes a
 local copy instead. Every output name starts with the baby (app-install) id, so splits
-can keep each baby on one side.
+can keep each baby on one side. Files without a class, or that cannot be decoded, are not
+copied: each is printed with its reason, and the exit status is then 1 (else 0; 2 on error).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from cry.audio import baby_id, list_audio_files
+from cry.audio import baby_id, decoder_reason, list_audio_files
 from cry.files import UserError, atomic_output, run_main
 from cry.params import CLASSES
 
@@ -124,21 +125,22 @@ def copy_atomic(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def prepare(folder: Path, out_dir: Path) -> Counter:
-    """Copy each recording to its class folder and cut a silence clip from its quiet parts."""
+def prepare(folder: Path, out_dir: Path) -> tuple[Counter, list[str]]:
+    """Copy each recording to its class folder and cut a silence clip from its quiet parts.
+    Returns the counts per class and a 'path: reason' line per file skipped."""
     counts, skipped = Counter(), []
     for src in tqdm(list_audio_files(folder), desc="recordings", unit="file"):
         label = class_of(src)
         if label is None:
             skipped.append(f"{src}: unknown reason tag and folder")
             continue
-        copy_atomic(src, out_dir / label / src.name)
-        counts[label] += 1
         try:
             audio, rate = sf.read(src, dtype="float32")
-        except RuntimeError as exc:
-            skipped.append(f"{src}: cannot decode ({exc})")
+        except Exception as exc:  # any decoder failure; libsndfile says why
+            skipped.append(f"{src}: cannot decode audio ({decoder_reason(exc, src)})")
             continue
+        copy_atomic(src, out_dir / label / src.name)
+        counts[label] += 1
         clip = extract_silence(audio if audio.ndim == 1 else audio.mean(axis=1), rate)
         if clip is not None:
             with atomic_output(out_dir / "silence" / f"{src.stem}-silence.wav") as tmp:
@@ -146,7 +148,7 @@ def prepare(folder: Path, out_dir: Path) -> Counter:
             counts["silence"] += 1
     for line in skipped:
         print(f"skipped: {line}")
-    return counts
+    return counts, skipped
 
 
 def main(argv=None) -> int:
@@ -161,11 +163,11 @@ def main(argv=None) -> int:
     if args.source is None:
         args.cache_dir.mkdir(parents=True, exist_ok=True)
     folder = find_cleaned_folder(args.source or download_corpus(args.cache_dir))
-    counts = prepare(folder, args.out_dir)
+    counts, skipped = prepare(folder, args.out_dir)
     babies = {baby_id(p) for p in list_audio_files(args.out_dir)}
     print("recordings per class: " + ", ".join(f"{c} {counts[c]}" for c in CLASSES))
-    print(f"{sum(counts.values())} files from {len(babies)} babies written to {args.out_dir}/")
-    return 0
+    print(f"{sum(counts.values())} files from {len(babies)} babies written to {args.out_dir}/, {len(skipped)} skipped")
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,12 @@
 
 Windows are cut exactly as the live predictor cuts them, and each goes through the one
 shared window_to_image function. Re-running only redoes what is missing or out of date.
-Exit status: 0 all files processed, 1 some files skipped (listed in skipped.csv), 2 nothing to do.
+Files that cannot be used (undecodable, empty, too short, NaN, all zeros, outside a class
+folder, or named like another recording) are skipped, each with a one-line reason printed
+and listed in <out-dir>/skipped.csv. A killed run leaves no partial PNG behind once re-run.
+Exit status: 0 every audio file processed; 1 some skipped; 2 nothing done (no audio in class
+folders, settings mismatch, or the output cannot be written: disk full, read-only), one
+"error:" line naming the path.
 """
 from __future__ import annotations
 
@@ -11,8 +16,12 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # parallelism is across files, not in BLAS
 
 import argparse
+import ctypes
 import csv
 import multiprocessing
+import re
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +30,7 @@ from tqdm import tqdm
 from cry.audio import AudioError, audio_to_windows, list_audio_files, load_audio
 from cry.data import SETTINGS_FILE, read_settings
 from cry.features import image_to_png, window_to_image
-from cry.files import UserError, atomic_output, run_main, write_json
+from cry.files import UserError, atomic_output, remove_leftovers, run_main, write_json
 from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible, parse_overrides
 
 
@@ -43,23 +52,37 @@ def process_file(job: tuple) -> tuple[str, int, int, str | None]:
                 continue
             image_to_png(window_to_image(window, settings), target)
             written += 1
-        for stale in target.parent.glob(f"{wav.stem}_w*.png"):  # left from a longer old version
-            if stale not in targets:
+        own = re.compile(re.escape(wav.stem) + r"_w\d+\.png")
+        for stale in target.parent.glob("*_w*.png"):  # left from a longer old version
+            if own.fullmatch(stale.name) and stale not in targets:
                 stale.unlink()
         return str(wav), len(windows), written, None
-    except (AudioError, OSError, UserError) as exc:
+    except (AudioError, OSError) as exc:  # a bad recording; a failed write (UserError) stops the run
         return str(wav), 0, 0, str(exc)
+
+
+def end_with_parent(parent: int) -> None:
+    """Pool initializer: a worker dies with the main process, even a SIGKILLed one (Linux),
+    instead of writing on as an orphan beside the next run."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def find_jobs(audio_dir: Path, out_dir: Path, settings: Settings) -> tuple[list, list]:
     """Recordings under known class folders, and a reason for each file that is not."""
-    jobs, skipped = [], []
+    jobs, skipped, first = [], [], {}
     for wav in list_audio_files(audio_dir):
         label = wav.relative_to(audio_dir).parts[0]
+        name = wav.with_suffix("")  # PNGs are named after it: a.wav and a.flac would overwrite each other
         if label not in CLASSES:
             where = "not in a class folder" if label == wav.name else f"folder {label!r} is not a class"
             skipped.append((str(wav), f"{where} (classes: {', '.join(CLASSES)})"))
+        elif name in first:
+            skipped.append((str(wav), f"same output name as {first[name].name}; rename one of them"))
         else:
+            first[name] = wav
             jobs.append((wav, audio_dir, out_dir, settings))
     return jobs, skipped
 
@@ -85,9 +108,10 @@ def main(argv=None) -> int:
     if not jobs:
         raise UserError(f"{args.audio_dir}: no audio files in class folders ({', '.join(CLASSES)})")
     write_json(settings.to_dict(), args.out_dir / SETTINGS_FILE)
+    remove_leftovers(args.out_dir)  # partial files of a killed run
 
     windows = written = failed = 0
-    with multiprocessing.get_context("fork").Pool(max(1, args.workers)) as pool:
+    with multiprocessing.get_context("fork").Pool(max(1, args.workers), end_with_parent, (os.getpid(),)) as pool:
         results = pool.imap_unordered(process_file, jobs, chunksize=4)
         for path, n_windows, n_written, reason in tqdm(results, total=len(jobs), desc="preprocess", unit="file"):
             windows, written = windows + n_windows, written + n_written

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,15 @@ def plot_curves(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def check_writable(folder: Path) -> None:
+    """Fail now, not after hours of training, when the model folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write ({exc.strerror or exc})") from None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data/spectrograms"), help="default: %(default)s")
@@ -54,6 +64,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.model.name.endswith(".keras"):
         raise UserError(f"{args.model}: model path must end in .keras")
+    check_writable(args.model.parent)
 
     settings = read_settings(args.data_dir)
     windows = index_spectrograms(args.data_dir)

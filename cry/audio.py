@@ -10,7 +10,9 @@ import soxr
 
 from cry.params import Settings
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+# Phone formats libsndfile cannot decode are listed too, so they are reported, not silently ignored.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".caf")
+NO_DECODER_SUFFIXES = (".m4a", ".aac", ".amr", ".3gp", ".wma")
 
 
 class AudioError(ValueError):
@@ -25,7 +27,7 @@ def baby_id(path: str | os.PathLike) -> str:
 def list_audio_files(folder: Path) -> list[Path]:
     """Audio files below folder (any depth), by suffix, case-insensitive, sorted."""
     return sorted(p for p in Path(folder).rglob("*")
-                  if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+                  if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES + NO_DECODER_SUFFIXES)
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
@@ -41,24 +43,40 @@ def load_audio(path: str | os.PathLike, settings: Settings) -> np.ndarray:
     Returns:
         audio: float32 [n_samples], nominally in [-1, 1].
     Raises:
-        AudioError: empty, undecodable, non-finite or too short audio.
+        AudioError: unreadable, empty, undecodable, non-finite, all-zero or too short audio.
     """
     path = Path(path)
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:  # gone since it was listed
+        raise AudioError(f"cannot read ({exc.strerror})") from None
+    if size == 0:
         raise AudioError("empty file (0 bytes)")
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile says why in its own words
-        raise AudioError(f"cannot decode audio ({str(exc).splitlines()[0][:120]})") from None
+        raise AudioError(f"cannot decode audio ({decoder_reason(exc, path)})") from None
     if audio.shape[0] == 0:
         raise AudioError("no audio samples")
     audio = audio.mean(axis=1)
     if not np.isfinite(audio).all():
         raise AudioError("contains NaN or infinite samples")
+    if not audio.any():
+        raise AudioError("digital silence (every sample is 0: microphone off or broken recording)")
     seconds = audio.shape[0] / rate
     if seconds < settings.min_audio_seconds:
         raise AudioError(f"too short ({seconds:.2f} s < {settings.min_audio_seconds} s)")
     return resample(audio, rate, settings.sample_rate_hz)
+
+
+def decoder_reason(exc: Exception, path: Path) -> str:
+    """libsndfile's reason without the path it repeats, plus what to do for phone formats."""
+    reason = (getattr(exc, "error_string", None) or str(exc).splitlines()[0][:120]).rstrip(".")
+    if reason.startswith("File does not exist"):  # the mp3 decoder's word for "not an mp3"
+        reason = "not a recognised audio format"
+    if path.suffix.lower() in NO_DECODER_SUFFIXES:
+        reason += f"; no {path.suffix} decoder here, convert it to .wav or .flac first"
+    return reason
 
 
 def window_starts(n_samples: int, settings: Settings, hop_seconds: float | None = None) -> list[int]:

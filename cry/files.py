@@ -9,6 +9,11 @@ import tempfile
 from pathlib import Path
 
 
+TMP_MARK = ".tmp"  # in the names of atomic_output's temporary files: .<stem>.<random>.tmp<suffix>
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: new outputs get the permissions open() would give them, not mkstemp's 0600
+
+
 class UserError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
@@ -23,8 +28,9 @@ def atomic_output(path: Path):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TMP_MARK}{path.suffix}", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
@@ -38,6 +44,17 @@ def atomic_output(path: Path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def remove_leftovers(folder: Path) -> int:
+    """Delete the temporary files of writes that were killed (e.g. by SIGKILL) below folder.
+
+    Only names atomic_output makes (.<stem>.<random>.tmp<suffix>) are touched. Returns how many.
+    """
+    leftovers = [p for p in Path(folder).rglob(f".*{TMP_MARK}*") if p.is_file()]
+    for p in leftovers:
+        p.unlink(missing_ok=True)
+    return len(leftovers)
 
 
 def write_json(data, path: Path) -> None:
