@@ -144,11 +144,23 @@ def train(train_windows, val_windows, settings: Settings, arch: str = "time", ep
     val_ds = make_dataset(val_windows.paths, val_windows.labels, batch_size)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
                                                restore_best_weights=True)]
-    if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    if backup_dir is not None:  # kept until the caller has saved the model; a kill mid-backup leaves the other copy
+        callbacks += [keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+                      keras.callbacks.CSVLogger(str(Path(backup_dir) / "history.csv"), append=True)]
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
-                        class_weight=class_weights(train_windows.labels) if balance == "weights" else None)
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+                        shuffle=False, class_weight=class_weights(train_windows.labels) if balance == "weights" else None)
+    history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if backup_dir is not None:  # after --resume, fit() saw only the epochs since the kill; the log has them all
+        history = _read_history(Path(backup_dir) / "history.csv") or history
+    return model, history
+
+
+def _read_history(path: Path) -> dict:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
 
 
 # ---- prediction ---------------------------------------------------------------------------
