@@ -145,8 +145,9 @@ def train(train_windows, val_windows, settings: Settings, arch: str = "time", ep
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
                                                restore_best_weights=True)]
     if backup_dir is not None:  # kept until the caller has saved the model; a kill mid-backup leaves the other copy
-        callbacks += [keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+        callbacks += [keras.callbacks.BackupAndRestore(str(Path(backup_dir) / "state"), double_checkpoint=True, delete_checkpoint=False),
                       keras.callbacks.CSVLogger(str(Path(backup_dir) / "history.csv"), append=True)]
+        Path(backup_dir).mkdir(parents=True, exist_ok=True)
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose,
                         shuffle=False, class_weight=class_weights(train_windows.labels) if balance == "weights" else None)
     history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
