@@ -26,5 +26,15 @@ test: $(VENV)/.installed
 	sh scripts/system-deps.sh test
 	$(PY) -m pytest tests
 
+# Inputs are made only when missing: a fresh clone gets the corpus (CORPUS, else the shared
+# copy beside the repository, else a download), spectrograms and a short-trained model.
+# preprocess_model.py and prepare_data.py exit 1 when they skipped some files: not an error here.
+BENCH_CORPUS := $(or $(CORPUS),$(wildcard ../shared/donateacry-corpus))
+bench: $(VENV)/.installed
+	test -d data/audio || $(PY) prepare_data.py $(if $(BENCH_CORPUS),--source $(BENCH_CORPUS)) || [ $$? -eq 1 ]
+	test -f data/spectrograms/settings.json || $(PY) preprocess_model.py || [ $$? -eq 1 ]
+	test -f models/cry_model.keras || $(PY) train_model.py --epochs 8
+	$(PY) benchmarks/run_all.py --model models/cry_model.keras
+
 clean:
 	rm -rf data/audio data/spectrograms models reports

@@ -190,7 +190,7 @@ def test_sigkill_training_then_resume_continues_and_old_model_survives(tmp_path,
     model = tmp_path / "models" / "m.keras"
     save_model(keras_model, S, {"note": "the old model"}, model)
     old_hash = sha256(model)
-    metadata = model.parent / ".m.backup" / "training_metadata.json"
+    metadata = model.parent / ".m.backup" / "state" / "training_metadata.json"
 
     def backed_up_epoch() -> int:
         try:
@@ -213,6 +213,7 @@ def test_sigkill_training_then_resume_continues_and_old_model_survives(tmp_path,
     assert done.returncode == 0, done.stdout[-2000:]
     assert f"Epoch {epoch + 1}/3" in done.stdout and "Epoch 1/3" not in done.stdout
     assert "note" not in info and sha256(model) != old_hash
+    assert len(info["history"]["loss"]) == 3       # the epochs before the kill are kept in the history
     assert not (model.parent / ".m.backup").exists()
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".")]
     assert new.predict(np.zeros((1, 128, 128, 3), np.uint8), verbose=0).shape == (1, len(CLASSES))
