@@ -1,0 +1,79 @@
+"""LiteRT export and the fast paths give the Keras model's numbers; the fast features give
+librosa's pixels. Tiny freshly built models (32x32 images) keep this quick."""
+import numpy as np
+import pytest
+from conftest import tone
+
+import export_model
+from benchmarks.common import reference_window_to_image
+from cry.features import image_to_png, window_to_image
+from cry.files import write_json
+from cry.model import ARCHITECTURES, LiteRTModel, build_model, predict_probabilities, save_model, to_litert
+from cry.params import CLASSES, Settings
+
+SMALL = Settings(image_size=32)
+
+
+def decisive_model(arch: str):
+    """A fresh model whose softmax is sharpened, so top classes differ by clear margins."""
+    model = build_model(arch, SMALL)
+    last = model.get_layer("probabilities")
+    last.kernel.assign(last.kernel * 30.0)
+    return model
+
+
+def images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_litert_export_matches_keras(arch):
+    model, x = decisive_model(arch), images(12)
+    keras_p = np.asarray(model(x, training=False))
+    lite_p = LiteRTModel.from_keras(model)(x)
+    assert lite_p.shape == (12, len(CLASSES)) and lite_p.dtype == np.float32
+    np.testing.assert_allclose(lite_p, keras_p, atol=1e-5)
+    assert (lite_p.argmax(1) == keras_p.argmax(1)).all()
+
+
+def test_int8_export_is_smaller_and_close():
+    model, x = decisive_model("time"), images(12)
+    full, int8 = to_litert(model, "float32"), to_litert(model, "int8")
+    assert len(int8) < len(full) / 2
+    assert np.abs(LiteRTModel(int8)(x) - np.asarray(model(x, training=False))).max() < 0.1
+    with pytest.raises(ValueError, match="weights"):
+        to_litert(model, "int4")
+
+
+def test_predict_probabilities_matches_model_call():
+    model, x = decisive_model("time"), images(7, seed=1)
+    expected = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(predict_probabilities(model, x, batch_size=3), expected, atol=1e-6)
+    np.testing.assert_allclose(predict_probabilities(LiteRTModel.from_keras(model), x), expected, atol=1e-5)
+    assert predict_probabilities(model, x[:0]).shape == (0, len(CLASSES))
+
+
+def test_export_script_writes_files_and_checks_parity(tmp_path):
+    data = tmp_path / "spectrograms"
+    write_json(SMALL.to_dict(), data / "settings.json")
+    for k, name in enumerate(CLASSES):  # one window per class, each from its own baby
+        image_to_png(images(1, seed=k)[0], data / name / f"{k:036d}_w0.png")
+    model_path = tmp_path / "tiny.keras"
+    save_model(decisive_model("time"), SMALL, {"data_dir": str(data)}, model_path)
+
+    assert export_model.main(["--model", str(model_path), "--weights", "float32", "float16"]) == 0
+    assert (tmp_path / "tiny.tflite").is_file() and (tmp_path / "tiny_float16.tflite").is_file()
+    assert (tmp_path / "tiny_litert.json").is_file()
+    assert export_model.main(["--model", str(model_path), "--min-agreement", "1.01"]) == 1  # the check can fail
+
+
+@pytest.mark.parametrize("signal", ["silence", "tone", "quiet noise", "loud noise", "clipped"])
+def test_fast_features_give_librosa_pixels(signal):
+    s = Settings()
+    n, rng = s.window_samples, np.random.default_rng(3)
+    window = {"silence": np.zeros(n, np.float32),
+              "tone": tone(700, s.window_seconds, s.sample_rate_hz),
+              "quiet noise": rng.normal(0, 1e-3, n).astype(np.float32),
+              "loud noise": rng.normal(0, 0.3, n).astype(np.float32),
+              "clipped": np.clip(rng.normal(0, 3, n), -1, 1).astype(np.float32)}[signal]
+    assert np.array_equal(window_to_image(window, s), reference_window_to_image(window, s))
