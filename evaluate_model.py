@@ -8,6 +8,10 @@ Writes reports/evaluation.{json,md} and PNGs, or reports/cv.json and a row of re
 """
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny matrices: BLAS threads only fight the model for cores
+
 import argparse
 import datetime
 import json
@@ -23,7 +27,8 @@ from cry.audio import AudioError, audio_to_windows, baby_id, list_audio_files, l
 from cry.data import grouped_folds, index_spectrograms, read_settings, select
 from cry.features import window_to_image
 from cry.files import UserError, run_main, write_json, write_text
-from cry.model import ARCHITECTURES, apply_temperature, load_model, predict_paths, predict_probabilities, train
+from cry.model import (ARCHITECTURES, apply_temperature, fastest_predictor, load_model, predict_paths,
+                       predict_probabilities, train)
 from cry.params import CLASSES, SettingsMismatch, check_compatible
 
 SILENCE = CLASSES.index("silence")
@@ -63,7 +68,7 @@ def windows_from_audio(audio_dir: Path, settings) -> tuple:
 
 def evaluate_model(args) -> int:
     model, info = load_model(args.model)
-    settings = info["settings"]
+    model, settings = fastest_predictor(args.model, model, info), info["settings"]
     train_labels = np.repeat(np.arange(len(CLASSES)), info.get("train_class_counts", [1] * len(CLASSES)))
     if args.audio_dir:
         labels, images, recordings, babies = windows_from_audio(args.audio_dir, settings)

@@ -24,7 +24,8 @@ import numpy as np
 from cry.data import index_spectrograms, read_settings, select
 from cry.features import png_to_image
 from cry.files import UserError, atomic_output, run_main, write_json
-from cry.model import LITERT_WEIGHTS, LiteRTModel, load_model, predict_probabilities, to_litert
+from cry.model import (LITERT_WEIGHTS, LiteRTModel, litert_report_path, load_model, predict_probabilities,
+                       to_litert)
 from cry.params import CLASSES, SettingsMismatch, check_compatible
 
 
@@ -53,6 +54,7 @@ def export_path(model_path: Path, out_dir: Path, weights: str) -> Path:
     return out_dir / f"{model_path.stem}{'' if weights == 'float32' else '_' + weights}.tflite"
 
 
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/cry_model.keras"), help="default: %(default)s")
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
     images = test_images(info, args.data_dir or Path(info.get("data_dir", "data/spectrograms")), args.max_windows)
     reference = predict_probabilities(model, images)
     n_predicted = len(np.unique(reference.argmax(1)))
-    figures = {"model": str(args.model), "windows": len(images), "classes_predicted": n_predicted, "exports": {}}
+    figures = {"model": str(args.model), "keras_sha256": info["sha256"], "windows": len(images),
+               "classes_predicted": n_predicted, "exports": {}}
     print(f"{len(images)} test windows; the Keras model predicts {n_predicted} of {len(CLASSES)} classes on them"
           + (" (agreement is a weak check for a model this undecided)" if n_predicted < 3 else ""))
     print(f"{'file':36} {'MB':>6} {'max |dp|':>10} {'top class agrees':>17}")
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
         figures["exports"][weights] = result
         print(f"{path.name:36} {len(flatbuffer) / 1e6:6.2f} {result['max_abs_diff']:10.2e} "
               f"{result['argmax_agreement']:17.2%}")
-    report = out_dir / f"{args.model.stem}_litert.json"
+    report = litert_report_path(args.model, out_dir)
     write_json(figures, report)
     print(f"LiteRT files in {out_dir}/, parity figures in {report}")
     failed = [w for w, r in figures["exports"].items() if r["argmax_agreement"] < args.min_agreement]

@@ -19,7 +19,6 @@ import argparse
 import ctypes
 import csv
 import multiprocessing
-import re
 import signal
 import sys
 import time
@@ -52,10 +51,10 @@ def process_file(job: tuple) -> tuple[str, int, int, str | None]:
                 continue
             image_to_png(window_to_image(window, settings), target)
             written += 1
-        own = re.compile(re.escape(wav.stem) + r"_w\d+\.png")
-        for stale in target.parent.glob("*_w*.png"):  # left from a longer old version
-            if own.fullmatch(stale.name) and stale not in targets:
-                stale.unlink()
+        extra = len(targets)  # windows left from a longer old version of this recording
+        while (stale := png_paths(wav, audio_dir, out_dir, extra + 1)[-1]).exists():
+            stale.unlink()
+            extra += 1
         return str(wav), len(windows), written, None
     except (AudioError, OSError) as exc:  # a bad recording; a failed write (UserError) stops the run
         return str(wav), 0, 0, str(exc)

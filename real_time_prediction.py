@@ -13,6 +13,10 @@ is below the threshold fitted on validation babies.
 """
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny matrices: BLAS threads only fight the model for cores
+
 import argparse
 import collections
 import csv
@@ -27,7 +31,7 @@ import numpy as np
 from cry.audio import resample, rms_dbfs
 from cry.features import window_to_image
 from cry.files import UserError, run_main
-from cry.model import apply_temperature, load_model, predict_probabilities
+from cry.model import apply_temperature, fastest_predictor, load_model, predict_probabilities
 from cry.params import CLASSES
 
 SILENCE = CLASSES.index("silence")
@@ -273,7 +277,7 @@ def main(argv=None) -> int:
     source = (FileSource(args.file, RING_SECONDS, args.fast, args.save_audio is not None) if args.file else
               open_microphone(import_sounddevice(), device, RING_SECONDS, args.save_audio is not None))  # fails fast
     model, info = load_model(args.model)
-    settings = info["settings"]
+    model, settings = fastest_predictor(args.model, model, info), info["settings"]
     if settings.window_seconds > RING_SECONDS:
         raise UserError(f"{args.model}: windows of {settings.window_seconds} s exceed the {RING_SECONDS} s buffer")
     threshold = args.threshold if args.threshold is not None else info.get("uncertain_threshold", 0.5)

@@ -254,6 +254,24 @@ class LiteRTModel:
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, len(CLASSES)), np.float32)
 
 
+def litert_report_path(model_path: Path, out_dir: Path | None = None) -> Path:
+    """Where export_model.py records which Keras file an export came from, and its parity."""
+    return (out_dir or Path(model_path).parent) / f"{Path(model_path).stem}_litert.json"
+
+
+def fastest_predictor(model_path: Path, model, info: dict, min_agreement: float = 0.99):
+    """The float32 LiteRT export of this exact model when export_model.py made one that kept
+    parity (1.6 ms a window against 2.5 ms), else the Keras model itself."""
+    try:
+        report = json.loads(litert_report_path(model_path).read_text())
+        export = report["exports"]["float32"]
+        if report["keras_sha256"] == info["sha256"] and export["argmax_agreement"] >= min_agreement:
+            return LiteRTModel.from_file(Path(model_path).parent / export["file"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return model
+
+
 def predict_paths(model, paths, batch_size: int = 64) -> np.ndarray:
     """Probabilities for PNG files, decoded through the same pipeline as training."""
     ds = make_dataset(paths, np.zeros(len(paths), int), batch_size)

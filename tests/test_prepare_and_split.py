@@ -67,3 +67,23 @@ def test_split_and_folds_are_baby_disjoint(corpus):
     folds = grouped_folds(windows, 5, seed=3)
     assert sum(len(f) for f in folds) == len(set(windows.babies))
     assert len(set().union(*map(set, folds))) == len(set(windows.babies))
+
+
+def test_preprocess_drops_windows_of_a_recording_that_got_shorter(tmp_path):
+    import os
+    import time
+
+    from preprocess_model import main as preprocess_main
+
+    audio, out = tmp_path / "audio", tmp_path / "png"
+    (audio / "hungry").mkdir(parents=True)
+    sf.write(audio / "hungry" / "baby.wav", tone(450, 7, 8000), 8000)
+    sf.write(audio / "hungry" / "baby_windy.wav", tone(450, 7, 8000), 8000)   # shares the prefix
+    assert preprocess_main(["--audio-dir", str(audio), "--out-dir", str(out), "--workers", "1"]) == 0
+    assert len(list((out / "hungry").glob("baby_w[0-9]*.png"))) == 5
+    sf.write(audio / "hungry" / "baby.wav", tone(450, 4, 8000), 8000)
+    later = time.time() + 5
+    os.utime(audio / "hungry" / "baby.wav", (later, later))
+    assert preprocess_main(["--audio-dir", str(audio), "--out-dir", str(out), "--workers", "1"]) == 0
+    assert sorted(p.name for p in (out / "hungry").glob("baby_w[0-9]*.png")) == ["baby_w0.png", "baby_w1.png"]
+    assert len(list((out / "hungry").glob("baby_windy_w*.png"))) == 5
