@@ -78,7 +78,8 @@ class TimedRingBuffer(rtp.RingBuffer):
 
 
 def listening(model, info, source, hop: float, seconds: float) -> dict:
-    """Run the live loop; delay = printed - arrival of the oldest sample new in that window."""
+    """Run the live loop as the script does (LiteRT export if there is one); delay = printed -
+    arrival of the oldest sample new in that window."""
     settings = info["settings"]
     decider = rtp.Decider(info.get("uncertain_threshold", 0.5), info.get("temperature", 1.0))
     out = open(os.devnull, "w")  # printed like the script does, but not shown
@@ -127,7 +128,7 @@ def main(argv=None) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from cry.model import load_model
+    from cry.model import fastest_predictor, load_model
 
     model, info = load_model(args.model)
     settings = info["settings"]
@@ -145,7 +146,7 @@ def main(argv=None) -> dict:
         else:
             sf.write(Path(tmp) / "feed.wav", audio, args.rate, subtype="FLOAT")
             source = rtp.FileSource(Path(tmp) / "feed.wav", 2 * settings.window_seconds, fast=False)
-        live = listening(model, info, source, args.hop, args.seconds)
+        live = listening(fastest_predictor(args.model, model, info), info, source, args.hop, args.seconds)
 
     budget = 1000 * args.hop + 100
     rows = [[f"{key} (ms/window)", *latency[key], None, None] for key in latency]

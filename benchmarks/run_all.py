@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common import REPORT, ROOT, print_table
 
-SCRIPTS = ("bench_preprocess.py", "bench_train.py", "bench_inference.py", "bench_export.py")
+SCRIPTS = ("bench_preprocess.py", "bench_train.py", "bench_inference.py", "bench_export.py", "bench_live.py")
 REQUIRED = ("preprocess_speedup_vs_figure_method", "preprocess_fraction_of_floor",
             "preprocess_speedup_1_to_2_workers", "inference_speedup_vs_predict", "inference_ms_median",
             "train_seconds_per_epoch", "train_peak_rss_mb", "litert_argmax_agreement")
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     for script in SCRIPTS:
         command = [sys.executable, str(here / script)] + (["--model", str(args.model)]
-                                                          if script in ("bench_inference.py", "bench_export.py") else [])
+                                                          if script not in ("bench_preprocess.py", "bench_train.py") else [])
         print(f"\n=== {script}", flush=True)
         start = time.perf_counter()
         status = subprocess.call(command, cwd=ROOT)
