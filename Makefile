@@ -17,9 +17,10 @@ $(VENV)/.installed: requirements.txt
 
 run: $(VENV)/.installed
 	sh scripts/system-deps.sh run
-	$(PY) prepare_data.py $(if $(CORPUS),--source $(CORPUS))
-	$(PY) preprocess_model.py
+	$(PY) prepare_data.py $(if $(CORPUS),--source $(CORPUS)) || [ $$? -eq 1 ]   # 1: some files skipped, listed
+	$(PY) preprocess_model.py || [ $$? -eq 1 ]
 	$(PY) train_model.py
+	$(PY) export_model.py || echo "note: LiteRT export not used; evaluation and live use the Keras model"
 	$(PY) evaluate_model.py
 
 test: $(VENV)/.installed
