@@ -95,7 +95,7 @@ def _power_spectrum(window: np.ndarray, settings: Settings) -> np.ndarray:
             block = slice(start, start + _FFT_BLOCK_FRAMES)
             spectrum = scipy.fft.rfft(frames[block] * _stft_window(n_fft), axis=-1)
             power[block] = np.abs(spectrum[:, :n_used].astype(np.complex64)) ** 2
-    return power
+    return np.minimum(power, np.finfo(np.float32).max, out=power)  # no inf: inf x 0 weights would be NaN
 
 
 def window_to_image(window: np.ndarray, settings: Settings) -> np.ndarray:

@@ -45,6 +45,12 @@ def test_fixed_reference_keeps_loudness():
     assert loud.max() > soft.max() + 0.2           # 34 dB louder is visibly brighter
 
 
+def test_absurdly_loud_input_saturates_bright_not_dark():
+    loud = window_to_levels(tone(440, S.window_seconds, S.sample_rate_hz, 0.5), S)
+    absurd = window_to_levels(tone(440, S.window_seconds, S.sample_rate_hz, 1e20), S)
+    assert absurd.max() == 1.0 and absurd.mean() >= loud.mean()
+
+
 def test_same_audio_same_image_through_png(tmp_path):
     audio = np.random.default_rng(0).normal(0, 0.1, S.window_samples).astype(np.float32)
     first, second = window_to_image(audio, S), window_to_image(audio.copy(), S)
