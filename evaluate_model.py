@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     cv.add_argument("--arch", choices=ARCHITECTURES, default="time")
     cv.add_argument("--epochs", type=int, default=30)
     cv.add_argument("--patience", type=int, default=8)
-    cv.add_argument("--balance", choices=("weights", "sampling"), default="weights")
+    cv.add_argument("--balance", choices=("weights", "sampling"), default="sampling")
     cv.add_argument("--no-augment", action="store_true")
     cv.add_argument("--seeds", type=int, nargs="+", default=[0], help="repeat every fold with these seeds")
     cv.add_argument("--fold-seed", type=int, default=2026, help="the folds, the same for every variant")

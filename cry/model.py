@@ -86,7 +86,7 @@ def _shift_image(image, seed, max_shift: int = 16):
 
 
 def make_dataset(paths, labels, batch_size: int = 32, training: bool = False, seed: int = 0,
-                 augment: bool = True, balance: str = "weights"):
+                 augment: bool = True, balance: str = "sampling"):
     """tf.data pipeline: PNGs decoded once and cached; shuffled, augmented and (optionally)
     class-balanced only when training."""
     import tensorflow as tf
@@ -129,7 +129,7 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 def train(train_windows, val_windows, settings: Settings, arch: str = "time", epochs: int = 30,
           patience: int = 6, batch_size: int = 32, seed: int = 0, augment: bool = True,
-          balance: str = "weights", learning_rate: float = 1e-3, backup_dir: Path | None = None,
+          balance: str = "sampling", learning_rate: float = 1e-3, backup_dir: Path | None = None,
           verbose: int = 1):
     """Fit a fresh model; the weights kept are those of the best validation macro-F1 epoch.
 
