@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--balance", choices=("weights", "sampling"), default="sampling",
-                        help="balanced sampling or class weights, training data only (default: %(default)s; weights
-                             collapsed some folds to one class in cross-validation)")
+                        help="balanced sampling or class weights, training data only (default: %(default)s; "
+                             "weights collapsed some folds to one class in cross-validation)")
     parser.add_argument("--no-augment", action="store_true", help="no time/frequency masking or time shift")
     parser.add_argument("--seed", type=int, default=0, help="for the split, initial weights and shuffling")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
