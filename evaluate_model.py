@@ -233,7 +233,8 @@ def cross_validate(args) -> int:
     if features is not None:
         result["baselines"]["mfcc_logistic_regression"] = metrics.bootstrap_scores(
             rec_labels, logistic, rec_babies, score_fn=two_level_scores)
-    result.update({"command": "python " + shlex.join(sys.argv), "arch": args.arch, "seeds": args.seeds,
+    result.update({"command": "python " + shlex.join(sys.argv), "arch": args.arch, "balance": args.balance,
+                   "augment": not args.no_augment, "seeds": args.seeds,
                    "folds": args.cv, "data_dir": str(data_dir), "settings": settings.to_dict()})
     write_json(result, args.reports_dir / "cv.json")
     append_experiment(result, args.experiments_file)
@@ -252,7 +253,9 @@ def append_experiment(result: dict, path: Path) -> None:
         return (f"| {datetime.date.today()} | {name} | {reports.interval(r['cry_vs_silence_auc'])} | "
                 f"{reports.interval(r['reasons_macro_auc'])} | {reports.interval(r['reasons_macro_f1'])} | "
                 f"{reports.interval(r['reasons_balanced_accuracy'])} | {ece} |\n")
-    rows = [row(f"`{result['command']}`", result, f"{result['ece_after_scaling']:.3f}")]
+    variant = (f"{result['arch']}, {result['balance']}, {'augmented' if result['augment'] else 'no augmentation'}, "
+               f"{result['settings']['window_seconds']:g} s windows: `{result['command']}`")
+    rows = [row(variant, result, f"{result['ece_after_scaling']:.3f}")]
     rows += [row(f"baseline: {name} (same folds)", r) for name, r in result["baselines"].items()
              if f"baseline: {name}" not in old]
     write_text(old + "".join(rows), path)
