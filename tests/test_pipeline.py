@@ -77,3 +77,21 @@ def test_evaluate_refuses_a_model_without_its_json(trained, tmp_path):
     lonely.write_bytes(model.read_bytes())
     done = run("evaluate_model.py", "--model", str(lonely), ok=(2,))
     assert "lonely.json" in done.stderr and done.stderr.strip().startswith("error:")
+
+
+def test_cross_validation_writes_cv_json_and_an_experiment_row(trained):
+    root, spectrograms, _ = trained
+    out = root / "cv"
+    run("evaluate_model.py", "--cv", "2", "--epochs", "1", "--data-dir", str(spectrograms), "--reports-dir", str(out),
+        "--experiments-file", str(out / "experiments.md"), "--audio-dir-for-baseline", str(root / "audio"))
+    cv = json.loads((out / "cv.json").read_text())
+    for key in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1"):
+        assert cv[key]["ci_low"] <= cv[key]["value"] <= cv[key]["ci_high"], key
+        assert cv["baselines"]["majority"][key]["ci_low"] <= cv["baselines"]["majority"][key]["value"]
+    assert 0 <= cv["ece_after_scaling"] <= 1
+    assert cv["baselines"]["majority"]["cry_vs_silence_auc"]["value"] == 0.5
+    assert cv["baselines"]["mfcc_logistic_regression"]["cry_vs_silence_auc"]["value"] > 0.9   # loudness separates them
+    folds = json.loads((out / "cv_folds.json").read_text())["folds"]
+    assert not set(folds[0]) & set(folds[1])
+    table = (out / "experiments.md").read_text()
+    assert table.count("--cv 2") == 1 and table.count("baseline:") == 2 and "sampling, augmented" in table
