@@ -72,6 +72,10 @@ def evaluate_model(args) -> int:
     train_labels = np.repeat(np.arange(len(CLASSES)), info.get("train_class_counts", [1] * len(CLASSES)))
     if args.audio_dir:
         labels, images, recordings, babies = windows_from_audio(args.audio_dir, settings)
+        seen = set(babies) & set(info["split"]["train"] + info["split"]["validation"]) if "split" in info else set()
+        if seen:
+            print(f"warning: {len(seen)} of {len(set(babies))} babies in {args.audio_dir} were used in training or "
+                  f"validation; these scores are not for unheard babies")
         raw = predict_probabilities(model, images)
         source = str(args.audio_dir)
     else:
@@ -178,7 +182,6 @@ def cross_validate(args) -> int:
     data_dir = args.data_dir or Path("data/spectrograms")
     settings, windows = read_settings(data_dir), index_spectrograms(data_dir)
     folds = grouped_folds(windows, args.cv, args.fold_seed)
-    (args.reports_dir / "cv_folds.json").parent.mkdir(parents=True, exist_ok=True)
     write_json({"fold_seed": args.fold_seed, "folds": [list(f) for f in folds]}, args.reports_dir / "cv_folds.json")
     calibrated = np.zeros((len(args.seeds), len(windows), len(CLASSES)))
     raw = np.zeros_like(calibrated)
@@ -246,7 +249,7 @@ def cross_validate(args) -> int:
 
 def append_experiment(result: dict, path: Path) -> None:
     header = ("| date | variant (command) | cry vs silence AUC | reasons macro AUC | reasons macro-F1 | "
-              "reasons bal. acc. | ECE after scaling |\n|---|---|---|---|---|---|---|\n")
+              "reasons bal. acc. | ECE after scaling (windows) |\n|---|---|---|---|---|---|---|\n")
     old = path.read_text() if path.exists() else "# Experiments (baby-disjoint CV, recording level, 95% CI over babies)\n\n" + header
 
     def row(name, r, ece="") -> str:

@@ -40,6 +40,8 @@ def test_images(info: dict, data_dir: Path, max_windows: int) -> np.ndarray:
     test_babies = info.get("split", {}).get("test")
     if test_babies:
         windows = select(windows, test_babies)
+    if len(windows) == 0 or max_windows < 1:
+        raise UserError(f"{data_dir}: no test windows of this model to check parity on")
     chosen = np.unique(np.linspace(0, len(windows) - 1, min(max_windows, len(windows))).astype(int))
     return np.stack([png_to_image(p) for p in windows.paths[chosen]])
 
@@ -52,7 +54,6 @@ def parity(probabilities: np.ndarray, reference: np.ndarray) -> dict:
 
 def export_path(model_path: Path, out_dir: Path, weights: str) -> Path:
     return out_dir / f"{model_path.stem}{'' if weights == 'float32' else '_' + weights}.tflite"
-
 
 
 def main(argv=None) -> int:

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="for the split, initial weights and shuffling")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
     args = parser.parse_args(argv)
+    if args.epochs < 1 or args.patience < 1 or args.batch_size < 1:
+        raise UserError("--epochs, --patience and --batch-size must be at least 1")
     if not args.model.name.endswith(".keras"):
         raise UserError(f"{args.model}: model path must end in .keras")
     check_writable(args.model.parent)

@@ -11,7 +11,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from cry.audio import baby_id
 from cry.files import UserError
-from cry.params import CLASSES, Settings, SettingsMismatch
+from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible
 
 SETTINGS_FILE = "settings.json"
 _WINDOW_SUFFIX = re.compile(r"_w\d+$")
@@ -21,11 +21,13 @@ def read_settings(folder: Path) -> Settings:
     """The settings a spectrogram folder was made with."""
     path = Path(folder) / SETTINGS_FILE
     try:
-        return Settings.from_dict(json.loads(path.read_text()))
+        settings = Settings.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise UserError(f"{path}: missing; run preprocess_model.py first") from None
     except (ValueError, TypeError) as exc:
         raise SettingsMismatch(f"{path}: {exc}") from None
+    check_compatible(settings, settings, str(path))  # classes and feature version of this code
+    return settings
 
 
 @dataclasses.dataclass
@@ -52,7 +54,7 @@ def index_spectrograms(folder: Path) -> Windows:
             if png.name.startswith("."):
                 continue
             recording = _WINDOW_SUFFIX.sub("", str(png.relative_to(folder).with_suffix("")))
-            rows.append((str(png), label, recording, baby_id(png)))
+            rows.append((str(png), label, recording, baby_id(recording)))
     if not rows:
         raise UserError(f"{folder}: no spectrogram PNGs in class folders; run preprocess_model.py first")
     paths, labels, recordings, babies = zip(*rows)

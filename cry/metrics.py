@@ -60,8 +60,8 @@ def bootstrap_scores(labels, probabilities, babies, n_boot: int = 1000, seed: in
 
 
 def baseline_probabilities(train_labels: np.ndarray, n: int, kind: str, seed: int = 0) -> np.ndarray:
-    """Predictions that ignore the audio: 'majority' (always the commonest training class,
-    scores by the class prior) or 'chance' (a random class drawn by the training prior)."""
+    """Predictions that ignore the audio: 'majority' (always the commonest training class, one-hot)
+    or 'chance' (a random class drawn by the training prior)."""
     prior = np.bincount(train_labels, minlength=len(CLASSES)) / len(train_labels)
     if kind == "majority":
         return np.tile(np.eye(len(CLASSES))[prior.argmax()], (n, 1))
@@ -91,7 +91,7 @@ def aggregate_recordings(probabilities, labels, recordings, babies):
     sums = np.zeros((len(unique), probabilities.shape[1]))
     np.add.at(sums, inverse, probabilities)
     counts = np.bincount(inverse)
-    first = np.array([np.flatnonzero(inverse == r)[0] for r in range(len(unique))])
+    first = np.unique(recordings, return_index=True)[1]
     return sums / counts[:, None], labels[first], babies[first], unique
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from cry.files import UserError
+
 # The order is part of the model: output unit i is CLASSES[i].
 CLASSES = ("belly_pain", "hungry", "cold_hot", "tired", "silence", "discomfort", "burping")
 
@@ -11,7 +13,7 @@ CLASSES = ("belly_pain", "hungry", "cold_hot", "tired", "silence", "discomfort",
 FEATURE_VERSION = 1
 
 
-class SettingsMismatch(ValueError):
+class SettingsMismatch(UserError, ValueError):
     """Data or a model was made with settings this code cannot reproduce."""
 
 
@@ -95,4 +97,14 @@ def parse_overrides(pairs: list[str], base: Settings | None = None) -> Settings:
             changes[key] = types[key](value)
         except ValueError:
             raise SettingsMismatch(f"--set {pair!r}: {value!r} is not a {types[key].__name__}") from None
-    return base.replace(**changes)
+    settings = base.replace(**changes)
+    import matplotlib
+
+    if settings.colormap not in matplotlib.colormaps:
+        raise SettingsMismatch(f"--set colormap={settings.colormap!r}: not a matplotlib colour map")
+    if min(settings.window_seconds, settings.window_hop_seconds, settings.n_fft, settings.n_mels,
+           settings.sample_rate_hz, settings.db_range) <= 0 or settings.image_size < 8:
+        raise SettingsMismatch("--set: sizes, rates and seconds must be positive (image_size at least 8)")
+    if not 0 <= settings.fmin_hz < settings.fmax_hz <= settings.sample_rate_hz / 2:
+        raise SettingsMismatch("--set: need 0 <= fmin_hz < fmax_hz <= sample_rate_hz / 2")
+    return settings

@@ -5,7 +5,7 @@
 #   system-deps.sh test   # PortAudio + PulseAudio virtual microphone
 set -eu
 need=""
-ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || need="$need libportaudio2"
+{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libportaudio\.so\.2' || need="$need libportaudio2"
 if [ "${1:-run}" = test ]; then
     command -v pulseaudio >/dev/null 2>&1 || need="$need pulseaudio"
     command -v paplay >/dev/null 2>&1 || need="$need pulseaudio-utils"

@@ -84,3 +84,6 @@ def test_settings_round_trip_and_mismatch_is_named():
     assert parse_overrides(["window_seconds=2", "colormap=magma"]).window_seconds == 2.0
     with pytest.raises(SettingsMismatch, match="nonsense"):
         parse_overrides(["nonsense=1"])
+    for bad in ("colormap=nope", "image_size=1", "window_seconds=0", "fmax_hz=20000"):
+        with pytest.raises(SettingsMismatch):
+            parse_overrides([bad])

@@ -87,3 +87,13 @@ def test_preprocess_drops_windows_of_a_recording_that_got_shorter(tmp_path):
     assert preprocess_main(["--audio-dir", str(audio), "--out-dir", str(out), "--workers", "1"]) == 0
     assert sorted(p.name for p in (out / "hungry").glob("baby_w[0-9]*.png")) == ["baby_w0.png", "baby_w1.png"]
     assert len(list((out / "hungry").glob("baby_windy_w*.png"))) == 5
+
+
+def test_windows_of_one_recording_are_one_baby_even_with_short_names(tmp_path):
+    from cry.data import index_spectrograms
+    from cry.features import image_to_png
+
+    for k in range(3):
+        image_to_png(np.zeros((128, 128, 3), np.uint8), tmp_path / "hungry" / f"cry1_w{k}.png")
+    windows = index_spectrograms(tmp_path)
+    assert len(windows) == 3 and len(set(windows.babies)) == 1 and set(windows.recordings) == {"hungry/cry1"}
