@@ -29,7 +29,7 @@ from cry.features import window_to_image
 from cry.files import UserError, run_main, write_json, write_text
 from cry.model import (ARCHITECTURES, apply_temperature, fastest_predictor, load_model, predict_paths,
                        predict_probabilities, train)
-from cry.params import CLASSES, SettingsMismatch, check_compatible
+from cry.params import CLASSES, check_compatible
 
 SILENCE = CLASSES.index("silence")
 
@@ -80,10 +80,7 @@ def evaluate_model(args) -> int:
         source = str(args.audio_dir)
     else:
         data_dir = args.data_dir or Path(info["data_dir"])
-        try:
-            check_compatible(read_settings(data_dir), settings, f"{data_dir} against {args.model}")
-        except SettingsMismatch as exc:
-            raise UserError(str(exc)) from None
+        check_compatible(read_settings(data_dir), settings, f"{data_dir} against {args.model}")
         test = select(index_spectrograms(data_dir), info["split"]["test"])
         if len(test) == 0:
             raise UserError(f"{data_dir}: none of the model's test babies are there")

@@ -26,16 +26,13 @@ from cry.features import png_to_image
 from cry.files import UserError, atomic_output, run_main, write_json
 from cry.model import (LITERT_WEIGHTS, LiteRTModel, litert_report_path, load_model, predict_probabilities,
                        to_litert)
-from cry.params import CLASSES, SettingsMismatch, check_compatible
+from cry.params import CLASSES, check_compatible
 
 
 def test_images(info: dict, data_dir: Path, max_windows: int) -> np.ndarray:
     """Up to max_windows windows of the model's test babies (all babies if it has no split),
     spread evenly over them. Returns uint8 [n, size, size, 3]."""
-    try:
-        check_compatible(read_settings(data_dir), info["settings"], f"{data_dir} against the model")
-    except SettingsMismatch as exc:
-        raise UserError(str(exc)) from None
+    check_compatible(read_settings(data_dir), info["settings"], f"{data_dir} against the model")
     windows = index_spectrograms(data_dir)
     test_babies = info.get("split", {}).get("test")
     if test_babies:

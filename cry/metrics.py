@@ -97,9 +97,20 @@ def aggregate_recordings(probabilities, labels, recordings, babies):
 
 # ---- calibration --------------------------------------------------------------------------
 
+def _scaled_logits(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """log p / T, shifted so the largest per row is 0 (exp cannot overflow)."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    return logits - logits.max(axis=1, keepdims=True)
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Soften (T > 1) or sharpen (T < 1) probabilities: softmax(log p / T)."""
+    exp = np.exp(_scaled_logits(probabilities, temperature))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def _nll(probabilities, labels, temperature):
-    logits = np.log(np.clip(probabilities, 1e-12, 1)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
+    logits = _scaled_logits(probabilities, temperature)
     log_norm = np.log(np.exp(logits).sum(axis=1))
     return float(np.mean(log_norm - logits[np.arange(len(labels)), labels]))
 

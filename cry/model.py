@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from cry.files import UserError, atomic_output, write_json
+from cry.metrics import apply_temperature  # noqa: F401  (callers use it from here with the model)
 from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible
 
 ARCHITECTURES = ("seed", "time")
@@ -276,14 +277,6 @@ def predict_paths(model, paths, batch_size: int = 64) -> np.ndarray:
     """Probabilities for PNG files, decoded through the same pipeline as training."""
     ds = make_dataset(paths, np.zeros(len(paths), int), batch_size)
     return np.concatenate([predict_probabilities(model, x.numpy(), batch_size) for x, _ in ds])
-
-
-def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Soften (T > 1) or sharpen (T < 1) probabilities: softmax(log p / T)."""
-    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 # ---- model files --------------------------------------------------------------------------
