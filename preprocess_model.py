@@ -1,7 +1,8 @@
 """Turn data/audio/<class>/*.wav into 128x128 RGB mel-spectrogram PNGs, one per window.
 
 Windows are cut exactly as the live predictor cuts them, and each goes through the one
-shared window_to_image function. Re-running only redoes what is missing or out of date.
+shared window_to_image function (stored as its colour indices: a palette PNG that reads
+back as exactly its pixels). Re-running only redoes what is missing or out of date.
 Files that cannot be used (undecodable, empty, too short, NaN, all zeros, outside a class
 folder, or named like another recording) are skipped, each with a one-line reason printed
 and listed in <out-dir>/skipped.csv. A killed run leaves no partial PNG behind once re-run.
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from cry.audio import AudioError, audio_to_windows, list_audio_files, load_audio
 from cry.data import SETTINGS_FILE, read_settings
-from cry.features import image_to_png, window_to_image
+from cry.features import indices_to_png, window_to_indices
 from cry.files import UserError, atomic_output, remove_leftovers, run_main, write_json
 from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible, parse_overrides
 
@@ -49,7 +50,7 @@ def process_file(job: tuple) -> tuple[str, int, int, str | None]:
         for window, target in zip(windows, targets):
             if target.exists() and target.stat().st_mtime >= source_time:
                 continue
-            image_to_png(window_to_image(window, settings), target)
+            indices_to_png(window_to_indices(window, settings), settings.colormap, target)
             written += 1
         extra = len(targets)  # windows left from a longer old version of this recording
         while (stale := png_paths(wav, audio_dir, out_dir, extra + 1)[-1]).exists():

@@ -86,7 +86,7 @@ def reference_window_to_image(window: np.ndarray, settings) -> np.ndarray:
     """
     import librosa
 
-    from cry.features import _colour_table, _mel_basis
+    from cry.features import _mel_basis, colour_table
 
     spectrum = np.abs(librosa.stft(np.asarray(window, np.float32), n_fft=settings.n_fft,
                                    hop_length=settings.hop_length, center=True)) ** 2
@@ -95,4 +95,4 @@ def reference_window_to_image(window: np.ndarray, settings) -> np.ndarray:
     db = np.nan_to_num(db, nan=-np.inf, posinf=settings.db_ceiling)
     floor = settings.db_ceiling - settings.db_range
     levels = ((np.clip(db, floor, settings.db_ceiling) - floor) / settings.db_range).astype(np.float32)
-    return _colour_table(settings.colormap)[np.round(levels[::-1] * 255).astype(np.uint8)]
+    return colour_table(settings.colormap)[np.round(levels[::-1] * 255).astype(np.uint8)]

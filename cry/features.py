@@ -43,8 +43,8 @@ def _stft_window(n_fft: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _colour_table(colormap: str) -> np.ndarray:
-    # table: uint8 [256, 3], the colour map sampled once
+def colour_table(colormap: str) -> np.ndarray:
+    """uint8 [256, 3]: the colour of each level index, 0 = the dB floor, 255 = the ceiling."""
     rgba = matplotlib.colormaps[colormap](np.linspace(0.0, 1.0, 256))
     return np.round(rgba[:, :3] * 255).astype(np.uint8)
 
@@ -104,36 +104,50 @@ def window_to_image(window: np.ndarray, settings: Settings) -> np.ndarray:
     Returns:
         image: uint8 [image_size, image_size, 3]
     """
+    return np.take(colour_table(settings.colormap), window_to_indices(window, settings), axis=0)
+
+
+def window_to_indices(window: np.ndarray, settings: Settings) -> np.ndarray:
+    """window_to_image before colouring: each pixel's row in colour_table (0 = the dB floor).
+
+    Returns:
+        indices: uint8 [image_size, image_size]
+    """
     levels = window_to_levels(window, settings)
     if levels.shape[0] != settings.image_size:  # n_mels other than the image height
         levels = np.asarray(Image.fromarray(levels).resize((settings.image_size, settings.image_size),
                                                            Image.BILINEAR))
-    index = np.round(levels[::-1] * 255).astype(np.uint8)
-    return np.take(_colour_table(settings.colormap), index, axis=0)
+    return np.round(levels[::-1] * 255).astype(np.uint8)
+
+
+def indices_to_png(indices: np.ndarray, colormap: str, path: str | os.PathLike) -> None:
+    """Write window_to_indices output as a palette PNG of that colour map, atomically.
+
+    Readers (png_to_image, tf.io.decode_png with channels=3) expand it to exactly the RGB
+    pixels of window_to_image. A palette PNG is a third of the bytes of RGB, and spectrogram
+    pixels barely compress (deflate level 1 saves 13%), so the data is stored, not
+    compressed: 3x faster to write than level 1 (benchmarks/bench_preprocess.py).
+    """
+    picture = Image.fromarray(np.asarray(indices, np.uint8), mode="P")
+    picture.putpalette(colour_table(colormap).tobytes())
+    with atomic_output(Path(path)) as tmp:
+        picture.save(tmp, format="PNG", compress_level=0)
 
 
 def image_to_png(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write an image atomically: a reader never sees a half-written PNG.
-
-    A picture in the default colour map has at most 256 colours, so it is stored as a
-    palette PNG: a third of the bytes to filter and compress (writing is 4x faster and
-    files half the size), and readers (png_to_image, tf.io.decode_png with channels=3)
-    expand it back to the same RGB pixels. Other images are stored as RGB.
-    """
+    """Write any RGB image atomically; one drawn only in the default colour map is stored as
+    a palette PNG (indices_to_png), others as RGB."""
     index = _palette_index(image, _PNG_COLORMAP)
-    if index is None:
-        picture = Image.fromarray(image)
-    else:
-        picture = Image.fromarray(index, mode="P")
-        picture.putpalette(_colour_table(_PNG_COLORMAP).tobytes())
+    if index is not None:
+        return indices_to_png(index, _PNG_COLORMAP, path)
     with atomic_output(Path(path)) as tmp:
-        picture.save(tmp, format="PNG", compress_level=1)  # level 1: 3x faster than 6, 5% larger
+        Image.fromarray(image).save(tmp, format="PNG", compress_level=1)
 
 
 @functools.lru_cache(maxsize=8)
 def _colour_lookup(colormap: str) -> np.ndarray:
     # lookup: uint8 [2**24], packed 0xRRGGBB -> its index in the colour table (16 MB, mostly untouched)
-    table = _colour_table(colormap).astype(np.int32)
+    table = colour_table(colormap).astype(np.int32)
     lookup = np.zeros(1 << 24, np.uint8)
     lookup[(table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2]] = np.arange(256, dtype=np.uint8)
     return lookup
@@ -145,7 +159,7 @@ def _palette_index(image: np.ndarray, colormap: str) -> np.ndarray | None:
         return None
     rgb = image.astype(np.int32)
     index = _colour_lookup(colormap)[(rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]]
-    return index if np.array_equal(np.take(_colour_table(colormap), index, axis=0), image) else None
+    return index if np.array_equal(np.take(colour_table(colormap), index, axis=0), image) else None
 
 
 def png_to_image(path: str | os.PathLike) -> np.ndarray:
