@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cry.audio import AudioError, audio_to_windows, list_audio_files, load_audio
-from cry.data import SETTINGS_FILE, read_settings
+from cry.data import SETTINGS_FILE, read_settings, recording_of
 from cry.features import indices_to_png, window_to_indices
 from cry.files import UserError, atomic_output, remove_leftovers, run_main, write_json
 from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible, parse_overrides
@@ -59,6 +59,17 @@ def process_file(job: tuple) -> tuple[str, int, int, str | None]:
         return str(wav), len(windows), written, None
     except (AudioError, OSError) as exc:  # a bad recording; a failed write (UserError) stops the run
         return str(wav), 0, 0, str(exc)
+
+
+def remove_orphans(jobs: list, audio_dir: Path, out_dir: Path) -> int:
+    """Delete window PNGs whose recording is no longer in audio_dir (or no longer usable as a
+    class recording): left in place they would be trained on as if it still were."""
+    wanted = {str(wav.relative_to(audio_dir).with_suffix("")) for wav, *_ in jobs}
+    orphans = [png for c in CLASSES for png in (out_dir / c).rglob("*_w*.png")
+               if recording_of(png, out_dir) not in wanted]
+    for png in orphans:
+        png.unlink()
+    return len(orphans)
 
 
 def end_with_parent(parent: int) -> None:
@@ -110,6 +121,7 @@ def main(argv=None) -> int:
     write_json(settings.to_dict(), args.out_dir / SETTINGS_FILE)
     remove_leftovers(args.out_dir)  # partial files of a killed run
 
+    removed = remove_orphans(jobs, args.audio_dir, args.out_dir)
     windows = written = failed = 0
     with multiprocessing.get_context("fork").Pool(max(1, args.workers), end_with_parent, (os.getpid(),)) as pool:
         results = pool.imap_unordered(process_file, jobs, chunksize=4)
@@ -125,7 +137,8 @@ def main(argv=None) -> int:
         print(f"skipped: {path}: {reason}")
     empty = [c for c in CLASSES if not any((args.out_dir / c).rglob("*.png"))]
     print(f"{len(jobs) - failed} files -> {windows} windows ({written} written, {windows - written} up to date), "
-          f"{len(skipped)} skipped, {time.perf_counter() - started:.1f} s")
+          f"{len(skipped)} skipped, {removed} PNGs of recordings no longer there removed, "
+          f"{time.perf_counter() - started:.1f} s")
     if empty:
         print(f"note: no spectrograms for class(es) {', '.join(empty)}")
     print(f"spectrograms in {args.out_dir}/ (skipped files listed in {args.out_dir / 'skipped.csv'})")

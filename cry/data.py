@@ -46,6 +46,11 @@ class Windows:
         return len(self.paths)
 
 
+def recording_of(png: Path, folder: Path) -> str:
+    """'hungry/abc_w3.png' -> 'hungry/abc': the recording a window PNG was cut from."""
+    return _WINDOW_SUFFIX.sub("", str(Path(png).relative_to(folder).with_suffix("")))
+
+
 def index_spectrograms(folder: Path) -> Windows:
     """Every <class>/**/<recording>_w<k>.png below folder, labelled by its class folder."""
     rows = []
@@ -53,7 +58,7 @@ def index_spectrograms(folder: Path) -> Windows:
         for png in sorted((Path(folder) / name).rglob("*.png")):
             if png.name.startswith("."):
                 continue
-            recording = _WINDOW_SUFFIX.sub("", str(png.relative_to(folder).with_suffix("")))
+            recording = recording_of(png, folder)
             rows.append((str(png), label, recording, baby_id(recording)))
     if not rows:
         raise UserError(f"{folder}: no spectrogram PNGs in class folders; run preprocess_model.py first")

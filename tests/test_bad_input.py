@@ -157,3 +157,15 @@ def test_prepare_data_copies_decodable_files_and_names_the_rest(tmp_path):
     assert not lost, lost
     assert undecodable <= skipped                     # not copied: preprocessing would only skip them
     assert not {Path(p).name for p in undecodable} & copied
+
+
+def test_deleted_recording_loses_its_pngs_and_no_other(tmp_path):
+    for k in range(3):
+        write(tmp_path / "audio", f"hungry/baby{k}.wav", cry(4.0, seed=k))
+    assert preprocess(tmp_path / "audio", tmp_path / "out").returncode == 0
+    before = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
+    (tmp_path / "audio" / "hungry" / "baby1.wav").unlink()
+    done = preprocess(tmp_path / "audio", tmp_path / "out")
+    after = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
+    assert done.returncode == 0 and "removed" in done.stdout
+    assert after == [n for n in before if not n.startswith("baby1_")] and len(after) < len(before)
