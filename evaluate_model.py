@@ -26,8 +26,8 @@ from cry import metrics, reports
 from cry.audio import AudioError, audio_to_windows, baby_id, list_audio_files, load_audio
 from cry.data import grouped_folds, index_spectrograms, read_settings, select
 from cry.features import window_to_image
-from cry.files import UserError, run_main, write_json, write_text
-from cry.model import (ARCHITECTURES, apply_temperature, fastest_predictor, load_model, predict_paths,
+from cry.files import UserError, atomic_output, run_main, write_json, write_text
+from cry.model import (ARCHITECTURES, AUGMENTATIONS, apply_temperature, calibration_of, fastest_predictor, load_model, predict_paths,
                        predict_probabilities, train)
 from cry.params import CLASSES, check_compatible
 
@@ -87,7 +87,7 @@ def evaluate_model(args) -> int:
         labels, recordings, babies = test.labels, test.recordings, test.babies
         raw = predict_paths(model, test.paths)
         source = f"{data_dir} (test babies of the saved split)"
-    probabilities = apply_temperature(raw, info.get("temperature", 1.0))
+    probabilities = apply_temperature(raw, *calibration_of(info))
     rec_p, rec_labels, rec_babies, _ = metrics.aggregate_recordings(probabilities, labels, recordings, babies)
     report = {"source": source, "model": str(args.model), "n_windows": int(len(labels)),
               "n_recordings": int(len(rec_labels)), "n_babies": int(len(set(babies))),
@@ -100,7 +100,8 @@ def evaluate_model(args) -> int:
     report["per_class"] = {level: report[level]["per_class"] for level in ("window", "recording")}
     ece_raw, table_raw = metrics.expected_calibration_error(raw, labels)
     ece, table = metrics.expected_calibration_error(probabilities, labels)
-    report["calibration"] = {"temperature": info.get("temperature", 1.0), "ece_before": ece_raw, "ece_after": ece}
+    temperature, log_bias = calibration_of(info)
+    report["calibration"] = {"temperature": temperature, "class_log_bias": log_bias, "ece_before": ece_raw, "ece_after": ece}
 
     out = args.reports_dir
     pictures = [reports.plot_confusion(np.array(report["recording"]["confusion"]), "recordings", out / "confusion_recording.png"),
@@ -181,7 +182,7 @@ def cross_validate(args) -> int:
     folds = grouped_folds(windows, args.cv, args.fold_seed)
     write_json({"fold_seed": args.fold_seed, "folds": [list(f) for f in folds]}, args.reports_dir / "cv_folds.json")
     calibrated = np.zeros((len(args.seeds), len(windows), len(CLASSES)))
-    raw = np.zeros_like(calibrated)
+    raw, temperature_only = np.zeros_like(calibrated), np.zeros_like(calibrated)
     per_fold = []
     for s, seed in enumerate(args.seeds):
         for k, test_babies in enumerate(folds):
@@ -192,10 +193,12 @@ def cross_validate(args) -> int:
             print(f"seed {seed}, fold {k + 1}/{args.cv}: train {len(part_train)}, validation {len(part_val)}, "
                   f"test {int(test.sum())} windows")
             model, _ = train(part_train, part_val, settings, args.arch, args.epochs, args.patience, seed=seed + 100 * k,
-                             balance=args.balance, augment=not args.no_augment, verbose=0)
-            temperature = metrics.fit_temperature(predict_paths(model, part_val.paths), part_val.labels)
+                             balance=args.balance, augment=args.augment, verbose=0)
+            val_raw = predict_paths(model, part_val.paths)
+            temperature, log_bias = metrics.fit_calibration(val_raw, part_val.labels)
             raw[s, test] = predict_paths(model, windows.paths[test])
-            calibrated[s, test] = apply_temperature(raw[s, test], temperature)
+            calibrated[s, test] = apply_temperature(raw[s, test], temperature, log_bias)
+            temperature_only[s, test] = apply_temperature(raw[s, test], metrics.fit_temperature(val_raw, part_val.labels))
             fold_p, fold_y, _, _ = metrics.aggregate_recordings(calibrated[s, test], windows.labels[test],
                                                                 windows.recordings[test], windows.babies[test])
             per_fold.append({"seed": seed, "fold": k, "temperature": temperature, **two_level_scores(fold_y, fold_p)})
@@ -211,8 +214,16 @@ def cross_validate(args) -> int:
     false_alarms = (mean_p[window_silence].argmax(axis=1) != SILENCE).sum()
     result["false_alarms_per_hour_of_silence"] = float(
         false_alarms / max(window_silence.sum() * settings.window_hop_seconds / 3600, 1e-9))
-    result["ece_before_scaling"] = metrics.expected_calibration_error(raw.mean(axis=0), windows.labels)[0]
-    result["ece_after_scaling"] = metrics.expected_calibration_error(mean_p, windows.labels)[0]
+
+    # ECE of one model (what train_model.py ships), averaged over seeds; the seeds' mean is softer
+    single_ece = lambda p: float(np.mean([metrics.expected_calibration_error(q, windows.labels)[0] for q in p]))  # noqa: E731
+    result["ece_after_scaling"] = single_ece(calibrated)
+    result["ece_after_temperature_only"] = single_ece(temperature_only)
+    result["ece_seed_ensemble"] = metrics.expected_calibration_error(mean_p, windows.labels)[0]
+    result["ece_before_scaling"] = single_ece(raw)
+    t_rec_p, t_rec_labels, _, _ = metrics.aggregate_recordings(temperature_only.mean(axis=0), windows.labels,
+                                                               windows.recordings, windows.babies)
+    result["temperature_only"] = two_level_scores(t_rec_labels, t_rec_p)
     result["fold_mean_std"] = {key: {"mean": float(np.nanmean([f[key] for f in per_fold])),
                                      "std": float(np.nanstd([f[key] for f in per_fold]))}
                                for key in per_fold[0] if key not in ("seed", "fold")}
@@ -234,13 +245,17 @@ def cross_validate(args) -> int:
         result["baselines"]["mfcc_logistic_regression"] = metrics.bootstrap_scores(
             rec_labels, logistic, rec_babies, score_fn=two_level_scores)
     result.update({"command": "python " + shlex.join(sys.argv), "arch": args.arch, "balance": args.balance,
-                   "augment": not args.no_augment, "seeds": args.seeds,
+                   "augment": args.augment, "calibration": "temperature and class bias", "seeds": args.seeds,
                    "folds": args.cv, "data_dir": str(data_dir), "settings": settings.to_dict()})
     write_json(result, args.reports_dir / "cv.json")
+    with atomic_output(args.reports_dir / "cv_predictions.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, raw=raw, calibrated=calibrated, temperature_only=temperature_only, labels=windows.labels,
+                            recordings=windows.recordings, babies=windows.babies, seeds=args.seeds)
     append_experiment(result, args.experiments_file)
     print(json.dumps({k: result[k] for k in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1",
                                              "ece_after_scaling")}, indent=1))
-    print(f"cross-validation written to {args.reports_dir / 'cv.json'}; row added to {args.experiments_file}")
+    print(f"cross-validation written to {args.reports_dir / 'cv.json'} (window probabilities in cv_predictions.npz); "
+          f"row added to {args.experiments_file}")
     return 0
 
 
@@ -253,9 +268,10 @@ def append_experiment(result: dict, path: Path) -> None:
         return (f"| {datetime.date.today()} | {name} | {reports.interval(r['cry_vs_silence_auc'])} | "
                 f"{reports.interval(r['reasons_macro_auc'])} | {reports.interval(r['reasons_macro_f1'])} | "
                 f"{reports.interval(r['reasons_balanced_accuracy'])} | {ece} |\n")
-    variant = (f"{result['arch']}, {result['balance']}, {'augmented' if result['augment'] else 'no augmentation'}, "
+    variant = (f"{result['arch']}, {result['balance']}, augment {result['augment']}, "
                f"{result['settings']['window_seconds']:g} s windows: `{result['command']}`")
-    rows = [row(variant, result, f"{result['ece_after_scaling']:.3f}")]
+    rows = [row(variant, result, f"{result['ece_after_scaling']:.3f} (temperature only "
+                                 f"{result['ece_after_temperature_only']:.3f})")]
     rows += [row(f"baseline: {name} (same folds)", r) for name, r in result["baselines"].items()
              if f"baseline: {name}" not in old]
     write_text(old + "".join(rows), path)
@@ -273,7 +289,8 @@ def main(argv=None) -> int:
     cv.add_argument("--epochs", type=int, default=30)
     cv.add_argument("--patience", type=int, default=8)
     cv.add_argument("--balance", choices=("weights", "sampling"), default="sampling")
-    cv.add_argument("--no-augment", action="store_true")
+    cv.add_argument("--augment", choices=AUGMENTATIONS, default="spec",
+                    help="training only: none; spec = masks + time shift; mix = spec + gain + mixing with silence")
     cv.add_argument("--seeds", type=int, nargs="+", default=[0], help="repeat every fold with these seeds")
     cv.add_argument("--fold-seed", type=int, default=2026, help="the folds, the same for every variant")
     cv.add_argument("--experiments-file", type=Path, default=Path("reports/experiments.md"),

@@ -15,8 +15,8 @@ import numpy as np
 
 from cry.data import index_spectrograms, read_settings, select, split_by_baby
 from cry.files import UserError, atomic_output, run_main
-from cry.metrics import choose_uncertain_threshold, fit_temperature
-from cry.model import ARCHITECTURES, apply_temperature, predict_paths, save_model, train
+from cry.metrics import choose_uncertain_threshold, fit_calibration
+from cry.model import ARCHITECTURES, AUGMENTATIONS, apply_temperature, predict_paths, save_model, train
 from cry.params import CLASSES
 
 
@@ -59,7 +59,9 @@ def main(argv=None) -> int:
     parser.add_argument("--balance", choices=("weights", "sampling"), default="sampling",
                         help="balanced sampling or class weights, training data only (default: %(default)s; "
                              "weights collapsed some folds to one class in cross-validation)")
-    parser.add_argument("--no-augment", action="store_true", help="no time/frequency masking or time shift")
+    parser.add_argument("--augment", choices=AUGMENTATIONS, default="spec",
+                        help="training data only: none; spec = time/frequency masks + time shift; mix = spec + "
+                             "gain + mixing with real silence at 0-20 dB SNR (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="for the split, initial weights and shuffling")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
     args = parser.parse_args(argv)
@@ -82,23 +84,24 @@ def main(argv=None) -> int:
     if not args.resume:
         shutil.rmtree(backup_dir, ignore_errors=True)
     model, history = train(parts["train"], parts["validation"], settings, args.arch, args.epochs, args.patience,
-                           args.batch_size, args.seed, not args.no_augment, args.balance, args.learning_rate,
+                           args.batch_size, args.seed, args.augment, args.balance, args.learning_rate,
                            backup_dir)
 
     val_probabilities = predict_paths(model, parts["validation"].paths)
-    temperature = fit_temperature(val_probabilities, parts["validation"].labels)
-    threshold = choose_uncertain_threshold(apply_temperature(val_probabilities, temperature),
+    temperature, log_bias = fit_calibration(val_probabilities, parts["validation"].labels)
+    threshold = choose_uncertain_threshold(apply_temperature(val_probabilities, temperature, log_bias),
                                            parts["validation"].labels, CLASSES.index("silence"))
     extra = {"arch": args.arch, "seed": args.seed, "data_dir": str(args.data_dir), "split": split,
              "training": {k: v for k, v in vars(args).items() if k not in ("data_dir", "model")},
              "epochs_run": len(history["loss"]), "history": history,
              "train_class_counts": np.bincount(parts["train"].labels, minlength=len(CLASSES)).tolist(),
-             "temperature": temperature, "uncertain_threshold": threshold}
+             "temperature": temperature, "class_log_bias": log_bias, "uncertain_threshold": threshold}
     save_model(model, settings, extra, args.model)
     shutil.rmtree(backup_dir, ignore_errors=True)
     curves = args.model.with_name(f"{args.model.stem}_curves.png")
     plot_curves(history, curves)
-    print(f"temperature {temperature:.2f}, uncertain below {threshold:.2f} (fitted on validation babies)")
+    print(f"temperature {temperature:.2f}, class log-bias {' '.join(f'{b:+.1f}' for b in log_bias)}, "
+          f"uncertain below {threshold:.2f} (fitted on validation babies)")
     print(f"model written to {args.model} and {args.model.with_suffix('.json')}; curves in {curves}")
     return 0
 

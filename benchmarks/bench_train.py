@@ -20,7 +20,7 @@ from common import ROOT, peak_rss_mb, print_table, target_row, update_report
 import keras
 
 from cry.data import index_spectrograms, read_settings, select, split_by_baby
-from cry.model import build_model, class_weights, make_dataset
+from cry.model import build_model, make_dataset
 
 BUDGET_MB = 2048
 
@@ -55,11 +55,10 @@ def main(argv=None) -> int:
     train, validation = select(windows, split["train"]), select(windows, split["validation"])
     keras.utils.set_random_seed(args.seed)
     model = build_model(args.arch, settings)
-    train_ds = make_dataset(train.paths, train.labels, args.batch_size, training=True, seed=args.seed)
+    train_ds = make_dataset(train.paths, train.labels, args.batch_size, training=True, seed=args.seed, settings=settings)
     val_ds = make_dataset(validation.paths, validation.labels, args.batch_size)
     start_mb, timer = peak_rss_mb(), EpochTimer()
-    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[timer], verbose=0,
-              class_weight=class_weights(train.labels))
+    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[timer], verbose=0)
 
     steady = timer.seconds[1:] or timer.seconds
     per_epoch = sum(steady) / len(steady)

@@ -52,8 +52,10 @@ def colour_table(colormap: str) -> np.ndarray:
 def window_to_levels(window: np.ndarray, settings: Settings) -> np.ndarray:
     """Mel spectrogram on a fixed dB scale mapped to [0, 1] (0 = at or below the floor).
 
-    A fixed reference, not per-window normalisation, so a quiet room stays dark and a
-    cry stays bright, whatever the microphone gain did to the rest of the recording.
+    A fixed reference by default, not per-window normalisation, so a quiet room stays dark
+    and a cry stays bright, whatever the microphone gain did to the rest of the recording.
+    settings.db_reference "window" (an experiment) puts each window's loudest value at the
+    ceiling instead, as librosa.power_to_db(ref=np.max) does.
 
     Args:
         window: float32 [settings.window_samples] at settings.sample_rate_hz.
@@ -72,6 +74,8 @@ def window_to_levels(window: np.ndarray, settings: Settings) -> np.ndarray:
         mel_power = _used_mel_basis(settings) @ power.T
         db = 10.0 * np.log10(np.maximum(mel_power, 1e-20))
     db = np.nan_to_num(db, nan=-np.inf, posinf=settings.db_ceiling)
+    if settings.db_reference == "window" and np.isfinite(db.max()):
+        db = db - db.max() + settings.db_ceiling
     floor = settings.db_ceiling - settings.db_range
     return ((np.clip(db, floor, settings.db_ceiling) - floor) / settings.db_range).astype(np.float32)
 

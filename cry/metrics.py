@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support, roc_auc_score)
 
@@ -97,20 +97,23 @@ def aggregate_recordings(probabilities, labels, recordings, babies):
 
 # ---- calibration --------------------------------------------------------------------------
 
-def _scaled_logits(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """log p / T, shifted so the largest per row is 0 (exp cannot overflow)."""
+def _scaled_logits(probabilities: np.ndarray, temperature: float, log_bias=None) -> np.ndarray:
+    """log p / T + b, shifted so the largest per row is 0 (exp cannot overflow)."""
     logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    if log_bias is not None:
+        logits = logits + np.asarray(log_bias, dtype=float)
     return logits - logits.max(axis=1, keepdims=True)
 
 
-def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Soften (T > 1) or sharpen (T < 1) probabilities: softmax(log p / T)."""
-    exp = np.exp(_scaled_logits(probabilities, temperature))
+def apply_temperature(probabilities: np.ndarray, temperature: float, log_bias=None) -> np.ndarray:
+    """softmax(log p / T + b): T > 1 softens, T < 1 sharpens; b (one per class, optional)
+    moves the class priors."""
+    exp = np.exp(_scaled_logits(probabilities, temperature, log_bias))
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def _nll(probabilities, labels, temperature):
-    logits = _scaled_logits(probabilities, temperature)
+def _nll(probabilities, labels, temperature, log_bias=None):
+    logits = _scaled_logits(probabilities, temperature, log_bias)
     log_norm = np.log(np.exp(logits).sum(axis=1))
     return float(np.mean(log_norm - logits[np.arange(len(labels)), labels]))
 
@@ -121,6 +124,28 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
         return 1.0
     result = minimize_scalar(lambda t: _nll(probabilities, labels, t), bounds=(0.05, 20.0), method="bounded")
     return float(result.x)
+
+
+def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> tuple[float, list]:
+    """Temperature and per-class log-bias minimising validation NLL: bias-corrected temperature
+    scaling (Alexandari et al., 2020).
+
+    Balanced training teaches the model that every class is equally likely; temperature alone
+    can only flatten or sharpen that, so its confidence stays wrong where the classes are
+    as lopsided as here (~80% of cries "hungry"). The bias puts the real priors back. A small
+    L2 keeps the bias of a class absent from validation finite.
+    Returns (temperature, log_bias list of n_classes).
+    """
+    n_classes = probabilities.shape[1]
+    if len(labels) == 0:
+        return 1.0, [0.0] * n_classes
+
+    def loss(params):
+        return _nll(probabilities, labels, np.exp(params[0]), params[1:]) + l2 * np.sum(params[1:] ** 2)
+    start = np.concatenate([[np.log(fit_temperature(probabilities, labels))], np.zeros(n_classes)])
+    result = minimize(loss, start, method="L-BFGS-B", bounds=[(np.log(0.05), np.log(20.0))] + [(-10, 10)] * n_classes)
+    bias = result.x[1:] - result.x[1:].mean()  # only differences between classes matter
+    return float(np.exp(result.x[0])), [float(b) for b in bias]
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 10):

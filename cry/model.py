@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from cry.features import colour_table
 from cry.files import UserError, atomic_output, write_json
 from cry.metrics import apply_temperature  # noqa: F401  (callers use it from here with the model)
 from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible
@@ -60,63 +61,105 @@ def build_model(arch: str, settings: Settings, learning_rate: float = 1e-3):
 
 # ---- input pipeline -----------------------------------------------------------------------
 
-def _mask_image(image, seed, max_time: int = 20, max_freq: int = 16):
-    """SpecAugment on the picture: one band of columns (time) and rows (mel) set to the floor colour."""
+AUGMENTATIONS = ("none", "spec", "mix")  # none; masks + time shift; that + gain + mixing with silence
+
+
+def _indices_from_rgb(colormap: str):
+    """A function uint8 image [H, W, 3] -> float32 colour-table index [H, W] (0 = dB floor).
+
+    Augmenting on levels, not colours, lets gain and mixing do real arithmetic in dB; the
+    PNGs are drawn in the settings' colour map, so every pixel is one of its 256 colours.
+    """
     import tensorflow as tf
 
-    size = tf.shape(image)[0]
-    floor_colour = image[-1:, :1, :] * 0 + tf.reduce_min(image, axis=[0, 1], keepdims=True)
-    draws = tf.random.stateless_uniform([4], seed=seed, maxval=1.0)
-    t_width = tf.cast(draws[0] * max_time, tf.int32)
-    t_start = tf.cast(draws[1] * tf.cast(size - t_width, tf.float32), tf.int32)
-    f_width = tf.cast(draws[2] * max_freq, tf.int32)
-    f_start = tf.cast(draws[3] * tf.cast(size - f_width, tf.float32), tf.int32)
-    index = tf.range(size)
-    cols = (index >= t_start) & (index < t_start + t_width)
-    rows = (index >= f_start) & (index < f_start + f_width)
-    masked = rows[:, None] | cols[None, :]
-    return tf.where(masked[:, :, None], floor_colour, image)
+    table = colour_table(colormap).astype(np.int64)
+    keys, first = np.unique((table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2], return_index=True)
+    lookup = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, first.astype(np.int64)), -1)
+
+    def to_indices(image):
+        rgb = tf.cast(image, tf.int64)
+        index = lookup.lookup((rgb[..., 0] * 65536) + (rgb[..., 1] * 256) + rgb[..., 2])
+        tf.debugging.assert_non_negative(index, f"a training PNG has colours outside the {colormap} colour map")
+        return tf.cast(index, tf.float32)
+    return to_indices
 
 
-def _shift_image(image, seed, max_shift: int = 16):
-    """Circular time shift by up to max_shift columns either way."""
+def _augment_levels(index, silence_index, seed, settings: Settings, mix: bool,
+                    max_time: int = 20, max_freq: int = 16, max_shift: int = 16, max_gain_db: float = 6.0,
+                    snrs_db=(0.0, 5.0, 10.0, 20.0), mix_probability: float = 0.5):
+    """Training-only changes to one picture's levels (colour-table indices, float [H, W]).
+
+    mix: a random gain, and (half the time) a real silence window added in power at one of
+    snrs_db, as a cry recorded in another room. Always: SpecAugment (one band of time
+    columns and one of mel rows set to the dB floor) and a circular time shift.
+    """
     import tensorflow as tf
 
-    shift = tf.random.stateless_uniform([], seed=seed, minval=-max_shift, maxval=max_shift + 1, dtype=tf.int32)
-    return tf.roll(image, shift, axis=1)
+    draws = tf.random.stateless_uniform([9], seed=seed)
+    size = tf.shape(index)[0]
+    db_per_step = settings.db_range / 255.0
+    if mix:
+        floor = index <= 0
+        index = tf.where(floor, 0.0, tf.clip_by_value(index + (2 * draws[0] - 1) * max_gain_db / db_per_step, 0, 255))
+        to_power = lambda i: tf.pow(10.0, i * db_per_step / 10.0)  # noqa: E731  (relative to the floor)
+        signal, noise = to_power(index), to_power(silence_index)
+        snr = tf.gather(tf.constant(snrs_db, tf.float32), tf.cast(draws[1] * len(snrs_db), tf.int32) % len(snrs_db))
+        scale = tf.reduce_mean(signal) / (tf.reduce_mean(noise) * tf.pow(10.0, snr / 10.0))
+        mixed = 10.0 * tf.math.log(signal + scale * noise) / tf.math.log(10.0) / db_per_step
+        index = tf.where(draws[2] < mix_probability, tf.clip_by_value(mixed, 0, 255), index)
+    t_width = tf.cast(draws[3] * max_time, tf.int32)
+    t_start = tf.cast(draws[4] * tf.cast(size - t_width, tf.float32), tf.int32)
+    f_width = tf.cast(draws[5] * max_freq, tf.int32)
+    f_start = tf.cast(draws[6] * tf.cast(size - f_width, tf.float32), tf.int32)
+    steps = tf.range(size)
+    masked = (((steps >= f_start) & (steps < f_start + f_width))[:, None]
+              | ((steps >= t_start) & (steps < t_start + t_width))[None, :])
+    index = tf.where(masked, 0.0, index)
+    shift = tf.cast(draws[7] * (2 * max_shift + 1), tf.int32) - max_shift
+    return tf.roll(index, shift, axis=1)
 
 
 def make_dataset(paths, labels, batch_size: int = 32, training: bool = False, seed: int = 0,
-                 augment: bool = True, balance: str = "sampling"):
+                 augment: str = "spec", balance: str = "sampling", settings: Settings | None = None):
     """tf.data pipeline: PNGs decoded once and cached; shuffled, augmented and (optionally)
-    class-balanced only when training."""
+    class-balanced only when training. Training with augmentation needs the settings
+    (colour map and dB range); random draws change every epoch."""
     import tensorflow as tf
 
     n_classes = len(CLASSES)
-    labels = np.asarray(labels)
+    paths, labels = np.asarray(paths, dtype=str), np.asarray(labels)
+    augment = augment if training else "none"
+    to_indices = _indices_from_rgb(settings.colormap) if augment != "none" else None
 
     def load(path, label):
         image = tf.io.decode_png(tf.io.read_file(path), channels=3)
         image.set_shape((None, None, 3))
-        return image, tf.one_hot(label, n_classes)
+        return (image if to_indices is None else to_indices(image)), tf.one_hot(label, n_classes)
 
     def base(p, y):
-        return tf.data.Dataset.from_tensor_slices((np.asarray(p, dtype=str), y)).map(
-            load, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        return tf.data.Dataset.from_tensor_slices((p, y)).map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
     if not training:
         return base(paths, labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     if balance == "sampling":
         present = [c for c in range(n_classes) if (labels == c).any()]
-        per_class = [base(np.asarray(paths)[labels == c], labels[labels == c]).repeat().shuffle(256, seed=seed)
-                     for c in present]
-        ds = tf.data.Dataset.sample_from_datasets(per_class, seed=seed).take(len(labels))
+        per_class = [base(paths[labels == c], labels[labels == c]).repeat().shuffle(256, seed=seed) for c in present]
+        ds = tf.data.Dataset.sample_from_datasets(per_class, seed=seed, rerandomize_each_iteration=True
+                                                  ).take(len(labels))
     else:
         ds = base(paths, labels).shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    if augment:
-        ds = ds.enumerate().map(
-            lambda i, xy: (_shift_image(_mask_image(xy[0], [seed, i]), [seed + 1, i]), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+    if augment != "none":
+        silent = labels == CLASSES.index("silence")
+        mix = augment == "mix" and silent.any()
+        noise = (base(paths[silent], labels[silent]).repeat().shuffle(256, seed=seed + 2).map(lambda i, _: i)
+                 if mix else tf.data.Dataset.from_tensors(tf.zeros([settings.image_size] * 2)).repeat())
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        colours = tf.constant(colour_table(settings.colormap))
+
+        def augment_one(xy, silence_index, pair):
+            index = _augment_levels(xy[0], silence_index, pair, settings, mix)
+            return tf.gather(colours, tf.cast(tf.round(index), tf.int32)), xy[1]
+        ds = tf.data.Dataset.zip(ds, noise, seeds).map(augment_one, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -129,7 +172,7 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 
 def train(train_windows, val_windows, settings: Settings, arch: str = "time", epochs: int = 30,
-          patience: int = 6, batch_size: int = 32, seed: int = 0, augment: bool = True,
+          patience: int = 6, batch_size: int = 32, seed: int = 0, augment: str = "spec",
           balance: str = "sampling", learning_rate: float = 1e-3, backup_dir: Path | None = None,
           verbose: int = 1):
     """Fit a fresh model; the weights kept are those of the best validation macro-F1 epoch.
@@ -141,7 +184,8 @@ def train(train_windows, val_windows, settings: Settings, arch: str = "time", ep
 
     keras.utils.set_random_seed(seed)
     model = build_model(arch, settings, learning_rate)
-    train_ds = make_dataset(train_windows.paths, train_windows.labels, batch_size, True, seed, augment, balance)
+    train_ds = make_dataset(train_windows.paths, train_windows.labels, batch_size, True, seed, augment, balance,
+                            settings)
     val_ds = make_dataset(val_windows.paths, val_windows.labels, batch_size)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
                                                restore_best_weights=True)]
@@ -280,6 +324,12 @@ def predict_paths(model, paths, batch_size: int = 64) -> np.ndarray:
 
 
 # ---- model files --------------------------------------------------------------------------
+
+def calibration_of(info: dict) -> tuple[float, list | None]:
+    """(temperature, class log-bias) fitted on validation and saved with the model; models
+    saved before the bias existed have only a temperature."""
+    return info.get("temperature", 1.0), info.get("class_log_bias")
+
 
 def info_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")

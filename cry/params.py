@@ -13,6 +13,10 @@ CLASSES = ("belly_pain", "hungry", "cold_hot", "tired", "silence", "discomfort",
 FEATURE_VERSION = 1
 
 
+# Fields added after the first release, with the value that reproduces files made before them.
+_ADDED_LATER = {"db_reference": "fixed"}
+
+
 class SettingsMismatch(UserError, ValueError):
     """Data or a model was made with settings this code cannot reproduce."""
 
@@ -30,6 +34,7 @@ class Settings:
     fmax_hz: float = 4000.0              # corpus is 8 kHz: nothing lives above 4 kHz
     db_ceiling: float = 30.0             # fixed dB reference (corpus 99.9th pct ~ 20 dB): quiet stays dark
     db_range: float = 110.0              # floor at -80 dB
+    db_reference: str = "fixed"          # "fixed": db_ceiling; "window": each window's loudest band is the ceiling
     image_size: int = 128
     colormap: str = "viridis"
     quiet_dbfs: float = -60.0            # RMS below this is "quiet" (quietest corpus window: -56)
@@ -53,8 +58,10 @@ class Settings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Settings":
-        """Strict: unknown or missing fields mean another code version made the file."""
+        """Strict: unknown or missing fields mean another code version made the file (except
+        fields added later whose default reproduces what that version did)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {**_ADDED_LATER, **d}
         unknown, missing = sorted(set(d) - names), sorted(names - set(d))
         if unknown or missing:
             raise SettingsMismatch(
@@ -105,6 +112,8 @@ def parse_overrides(pairs: list[str], base: Settings | None = None) -> Settings:
     if min(settings.window_seconds, settings.window_hop_seconds, settings.n_fft, settings.n_mels,
            settings.sample_rate_hz, settings.db_range) <= 0 or settings.image_size < 8:
         raise SettingsMismatch("--set: sizes, rates and seconds must be positive (image_size at least 8)")
+    if settings.db_reference not in ("fixed", "window"):
+        raise SettingsMismatch(f"--set db_reference={settings.db_reference!r}: choose fixed or window")
     if not 0 <= settings.fmin_hz < settings.fmax_hz <= settings.sample_rate_hz / 2:
         raise SettingsMismatch("--set: need 0 <= fmin_hz < fmax_hz <= sample_rate_hz / 2")
     return settings

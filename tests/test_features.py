@@ -87,3 +87,15 @@ def test_settings_round_trip_and_mismatch_is_named():
     for bad in ("colormap=nope", "image_size=1", "window_seconds=0", "fmax_hz=20000"):
         with pytest.raises(SettingsMismatch):
             parse_overrides([bad])
+
+
+def test_settings_from_before_db_reference_load_as_fixed_and_window_reference_ignores_gain():
+    old = {k: v for k, v in S.to_dict().items() if k != "db_reference"}
+    assert Settings.from_dict(old) == S and S.db_reference == "fixed"
+    per_window = parse_overrides(["db_reference=window"])
+    loud = tone(440, S.window_seconds, S.sample_rate_hz)
+    quiet = loud * 10 ** (-30 / 20)  # the same sound 30 dB down
+    assert window_to_levels(quiet, S).max() < window_to_levels(loud, S).max() - 0.2
+    np.testing.assert_allclose(window_to_levels(quiet, per_window), window_to_levels(loud, per_window), atol=2e-3)
+    with pytest.raises(SettingsMismatch, match="db_reference"):
+        parse_overrides(["db_reference=loudest"])

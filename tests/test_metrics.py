@@ -1,8 +1,8 @@
 """Metrics on cases with known answers: baselines, bootstrap by baby, calibration, the uncertain threshold."""
 import numpy as np
 
-from cry.metrics import (bootstrap_scores, choose_uncertain_threshold, expected_calibration_error,
-                         fit_temperature)
+from cry.metrics import (apply_temperature, bootstrap_scores, choose_uncertain_threshold, expected_calibration_error,
+                         fit_calibration, fit_temperature)
 from cry.params import CLASSES
 
 SILENCE, HUNGRY, TIRED = CLASSES.index("silence"), CLASSES.index("hungry"), CLASSES.index("tired")
@@ -42,3 +42,20 @@ def test_temperature_scaling_repairs_overconfidence():
     logits = np.log(overconfident) / t
     after, _ = expected_calibration_error(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), labels)
     assert t > 1 and before > 0.3 and after < 0.05
+
+
+def test_class_bias_repairs_what_temperature_cannot_under_lopsided_priors():
+    """A model that learned equal priors (balanced training) scores data where one class is
+    80%: temperature alone stays miscalibrated, temperature + class bias does not."""
+    rng = np.random.default_rng(2)
+    n, k = 4000, len(CLASSES)
+    labels = np.where(rng.random(n) < 0.8, 1, rng.integers(0, k, n))
+    # equal-prior model: a weak hint of the true class, otherwise flat over all classes
+    logits = rng.normal(0, 1, (n, k)) + 1.0 * np.eye(k)[labels]
+    balanced = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    t_only = apply_temperature(balanced, fit_temperature(balanced, labels))
+    temperature, log_bias = fit_calibration(balanced, labels)
+    both = apply_temperature(balanced, temperature, log_bias)
+    ece_t, _ = expected_calibration_error(t_only, labels)
+    ece_both, _ = expected_calibration_error(both, labels)
+    assert np.argmax(log_bias) == 1 and ece_both < 0.05 < ece_t

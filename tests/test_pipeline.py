@@ -94,4 +94,4 @@ def test_cross_validation_writes_cv_json_and_an_experiment_row(trained):
     folds = json.loads((out / "cv_folds.json").read_text())["folds"]
     assert not set(folds[0]) & set(folds[1])
     table = (out / "experiments.md").read_text()
-    assert table.count("--cv 2") == 1 and table.count("baseline:") == 2 and "sampling, augmented" in table
+    assert table.count("--cv 2") == 1 and table.count("baseline:") == 2 and "sampling, augment spec" in table
