@@ -1,8 +1,9 @@
 """Export a trained model to LiteRT (TFLite) and check that it gives the Keras model's answers.
 
 Writes <model>.tflite (float32 weights) and, with --weights, <model>_float16.tflite and
-<model>_int8.tflite (dynamic-range quantised), beside the model, plus <model>_litert.json
-with the parity figures. Parity is measured on windows of the model's own test babies,
+<model>_int8.tflite (dynamic-range quantised), beside the model or in --out-dir, and records
+them with their parity figures in <model>_litert.json beside the model (an export of one
+kind keeps the record of the others made from the same model file). Parity is measured on windows of the model's own test babies,
 never seen in training: the largest absolute difference in any class probability, and how
 often the top class agrees (at least --min-agreement for every file written). The settings
 stay in the model's JSON, which the exported files share.
@@ -17,6 +18,8 @@ Exit status: 0 every export keeps parity; 1 some export agrees less than --min-a
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,15 @@ def parity(probabilities: np.ndarray, reference: np.ndarray) -> dict:
             "argmax_agreement": float(np.mean(probabilities.argmax(1) == reference.argmax(1)))}
 
 
+def earlier_exports(report: Path, keras_sha256: str) -> dict:
+    """Exports already recorded for this very model file (none if it was retrained since)."""
+    try:
+        old = json.loads(report.read_text())
+        return old["exports"] if old.get("keras_sha256") == keras_sha256 else {}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
 def export_path(model_path: Path, out_dir: Path, weights: str) -> Path:
     return out_dir / f"{model_path.stem}{'' if weights == 'float32' else '_' + weights}.tflite"
 
@@ -79,12 +91,13 @@ def main(argv=None) -> int:
         path = export_path(args.model, out_dir, weights)
         with atomic_output(path) as tmp:
             tmp.write_bytes(flatbuffer)
-        result = {"file": path.name, "bytes": len(flatbuffer),
+        result = {"file": os.path.relpath(path, args.model.parent), "bytes": len(flatbuffer),
                   **parity(predict_probabilities(LiteRTModel(flatbuffer), images), reference)}
         figures["exports"][weights] = result
         print(f"{path.name:36} {len(flatbuffer) / 1e6:6.2f} {result['max_abs_diff']:10.2e} "
               f"{result['argmax_agreement']:17.2%}")
-    report = litert_report_path(args.model, out_dir)
+    report = litert_report_path(args.model)
+    figures["exports"] = {**earlier_exports(report, info["sha256"]), **figures["exports"]}
     write_json(figures, report)
     print(f"LiteRT files in {out_dir}/, parity figures in {report}")
     failed = [w for w, r in figures["exports"].items() if r["argmax_agreement"] < args.min_agreement]

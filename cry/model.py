@@ -299,9 +299,10 @@ class LiteRTModel:
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, len(CLASSES)), np.float32)
 
 
-def litert_report_path(model_path: Path, out_dir: Path | None = None) -> Path:
-    """Where export_model.py records which Keras file an export came from, and its parity."""
-    return (out_dir or Path(model_path).parent) / f"{Path(model_path).stem}_litert.json"
+def litert_report_path(model_path: Path) -> Path:
+    """Where export_model.py records which Keras file an export came from, where it is, and
+    its parity: beside the model, where fastest_predictor looks, wherever the export went."""
+    return Path(model_path).parent / f"{Path(model_path).stem}_litert.json"
 
 
 def fastest_predictor(model_path: Path, model, info: dict, min_agreement: float = 0.99):

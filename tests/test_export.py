@@ -1,5 +1,7 @@
 """LiteRT export and the fast paths give the Keras model's numbers; the fast features give
 librosa's pixels. Tiny freshly built models (32x32 images) keep this quick."""
+import json
+
 import numpy as np
 import pytest
 from conftest import tone
@@ -8,7 +10,8 @@ import export_model
 from benchmarks.common import reference_window_to_image
 from cry.features import image_to_png, window_to_image
 from cry.files import write_json
-from cry.model import ARCHITECTURES, LiteRTModel, build_model, predict_probabilities, save_model, to_litert
+from cry.model import (ARCHITECTURES, LiteRTModel, build_model, fastest_predictor, load_model, predict_probabilities,
+                       save_model, to_litert)
 from cry.params import CLASSES, Settings
 
 SMALL = Settings(image_size=32)
@@ -65,6 +68,22 @@ def test_export_script_writes_files_and_checks_parity(tmp_path):
     assert (tmp_path / "tiny.tflite").is_file() and (tmp_path / "tiny_float16.tflite").is_file()
     assert (tmp_path / "tiny_litert.json").is_file()
     assert export_model.main(["--model", str(model_path), "--min-agreement", "1.01"]) == 1  # the check can fail
+
+
+def test_export_elsewhere_is_found_and_one_kind_keeps_the_others(tmp_path):
+    data = tmp_path / "spectrograms"
+    write_json(SMALL.to_dict(), data / "settings.json")
+    for k, name in enumerate(CLASSES):
+        image_to_png(images(1, seed=k)[0], data / name / f"{k:036d}_w0.png")
+    model_path = tmp_path / "models" / "tiny.keras"
+    save_model(decisive_model("time"), SMALL, {"data_dir": str(data)}, model_path)
+    out = tmp_path / "exports"
+    assert export_model.main(["--model", str(model_path), "--out-dir", str(out)]) == 0
+    assert export_model.main(["--model", str(model_path), "--out-dir", str(out), "--weights", "int8"]) == 0
+    record = json.loads((tmp_path / "models" / "tiny_litert.json").read_text())
+    assert set(record["exports"]) == {"float32", "int8"} and (out / "tiny.tflite").is_file()
+    model, info = load_model(model_path)
+    assert isinstance(fastest_predictor(model_path, model, info), LiteRTModel)
 
 
 @pytest.mark.parametrize("signal", ["silence", "tone", "quiet noise", "loud noise", "clipped"])
