@@ -30,7 +30,7 @@ import numpy as np
 
 from cry.audio import resample, rms_dbfs
 from cry.features import window_to_image
-from cry.files import UserError, run_main
+from cry.files import UserError, atomic_output, run_main
 from cry.model import apply_temperature, calibration_of, fastest_predictor, load_model, predict_probabilities
 from cry.params import CLASSES
 
@@ -240,6 +240,15 @@ def listen(source, classify, window_seconds: float, hop_seconds: float, duration
             time.sleep(0.01)
 
 
+def check_audio_output(path: Path) -> None:
+    """--save-audio must name a .wav or .flac in a folder we can write to."""
+    if path.suffix.lower() not in (".wav", ".flac"):
+        raise UserError(f"{path}: --save-audio writes .wav or .flac files")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UserError(f"{path}: cannot write (no such folder, or no permission)")
+
+
 def csv_writer(path: Path, header: list, mode: str):
     """(file, writer); the header goes into a new or empty file."""
     try:
@@ -272,6 +281,8 @@ def main(argv=None) -> int:
         return 0
     if args.hop <= 0 or args.smooth < 1:
         raise UserError("--hop must be > 0 and --smooth at least 1")
+    if args.save_audio:  # now, not after an hour of listening
+        check_audio_output(args.save_audio)
 
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     source = (FileSource(args.file, RING_SECONDS, args.fast, args.save_audio is not None) if args.file else
@@ -323,7 +334,9 @@ def main(argv=None) -> int:
     if args.save_audio:
         import soundfile as sf
 
-        sf.write(str(args.save_audio), np.concatenate([np.zeros(0, np.float32), *source.ring.kept]), rate)
+        with atomic_output(args.save_audio) as tmp:
+            sf.write(str(tmp), np.concatenate([np.zeros(0, np.float32), *source.ring.kept]), rate,
+                     format=args.save_audio.suffix[1:].upper())
         print(f"wrote {args.save_audio}", file=sys.stderr)
     if why == "stalled" or (why == "ended" and not args.file):
         print("error: the input device stopped delivering audio (unplugged, or taken by another program?)",

@@ -175,6 +175,11 @@ def test_file_mode_matches_offline_and_refuses_a_broken_model(probe_model, corpu
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in done.stderr and "missing" in done.stderr
 
+    for bad in (tmp_path / "no" / "such" / "folder.wav", tmp_path / "heard.mp3"):  # refused before listening
+        done = subprocess.run([*SCRIPT, "--model", str(path), "--file", str(wav), "--save-audio", str(bad)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 2 and str(bad) in done.stderr and "listening" not in done.stderr
+
 
 # ---- the script on a real input device --------------------------------------------------------
 
