@@ -27,8 +27,8 @@ from cry.audio import AudioError, audio_to_windows, baby_id, list_audio_files, l
 from cry.data import grouped_folds, index_spectrograms, read_settings, select
 from cry.features import window_to_image
 from cry.files import UserError, atomic_output, run_main, write_json, write_text
-from cry.model import (ARCHITECTURES, AUGMENTATIONS, apply_temperature, calibration_of, fastest_predictor, load_model, predict_paths,
-                       predict_probabilities, train)
+from cry.model import (ARCHITECTURES, AUGMENTATIONS, calibrate, calibration_of, fastest_predictor, load_model,
+                       predict_paths, predict_probabilities, train)
 from cry.params import CLASSES, check_compatible
 
 SILENCE = CLASSES.index("silence")
@@ -87,7 +87,7 @@ def evaluate_model(args) -> int:
         labels, recordings, babies = test.labels, test.recordings, test.babies
         raw = predict_paths(model, test.paths)
         source = f"{data_dir} (test babies of the saved split)"
-    probabilities = apply_temperature(raw, *calibration_of(info))
+    probabilities = calibrate(raw, calibration_of(info))
     rec_p, rec_labels, rec_babies, _ = metrics.aggregate_recordings(probabilities, labels, recordings, babies)
     report = {"source": source, "model": str(args.model), "n_windows": int(len(labels)),
               "n_recordings": int(len(rec_labels)), "n_babies": int(len(set(babies))),
@@ -100,8 +100,7 @@ def evaluate_model(args) -> int:
     report["per_class"] = {level: report[level]["per_class"] for level in ("window", "recording")}
     ece_raw, table_raw = metrics.expected_calibration_error(raw, labels)
     ece, table = metrics.expected_calibration_error(probabilities, labels)
-    temperature, log_bias = calibration_of(info)
-    report["calibration"] = {"temperature": temperature, "class_log_bias": log_bias, "ece_before": ece_raw, "ece_after": ece}
+    report["calibration"] = {**calibration_of(info), "ece_before": ece_raw, "ece_after": ece}
 
     out = args.reports_dir
     pictures = [reports.plot_confusion(np.array(report["recording"]["confusion"]), "recordings", out / "confusion_recording.png"),
@@ -131,8 +130,8 @@ def markdown(report: dict) -> str:
     lines += [f"| {c} | {v['precision']:.2f} | {v['recall']:.2f} | {v['f1']:.2f} | {v['support']} |"
               for c, v in report["recording"]["per_class"].items()]
     cal = report["calibration"]
-    lines += ["", f"Calibration: temperature {cal['temperature']:.2f}, expected calibration error "
-                  f"{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after scaling (window level).", ""]
+    lines += ["", f"Calibration (fitted on validation babies): expected calibration error {cal['ece_before']:.3f} "
+                  f"before, {cal['ece_after']:.3f} after (window level).", ""]
     return "\n".join(lines)
 
 
@@ -183,7 +182,7 @@ def cross_validate(args) -> int:
     write_json({"fold_seed": args.fold_seed, "folds": [list(f) for f in folds]}, args.reports_dir / "cv_folds.json")
     calibrated = np.zeros((len(args.seeds), len(windows), len(CLASSES)))
     raw, temperature_only = np.zeros_like(calibrated), np.zeros_like(calibrated)
-    per_fold = []
+    per_fold, validation = [], []  # validation: (seed index, fold, paths, raw probabilities), kept for analysis
     for s, seed in enumerate(args.seeds):
         for k, test_babies in enumerate(folds):
             test = np.isin(windows.babies, test_babies)
@@ -195,13 +194,15 @@ def cross_validate(args) -> int:
             model, _ = train(part_train, part_val, settings, args.arch, args.epochs, args.patience, seed=seed + 100 * k,
                              balance=args.balance, augment=args.augment, verbose=0)
             val_raw = predict_paths(model, part_val.paths)
-            temperature, log_bias = metrics.fit_calibration(val_raw, part_val.labels)
+            calibration = metrics.fit_calibration(val_raw, part_val.labels)
+            validation.append((s, k, part_val.paths, val_raw))
             raw[s, test] = predict_paths(model, windows.paths[test])
-            calibrated[s, test] = apply_temperature(raw[s, test], temperature, log_bias)
-            temperature_only[s, test] = apply_temperature(raw[s, test], metrics.fit_temperature(val_raw, part_val.labels))
+            calibrated[s, test] = calibrate(raw[s, test], calibration)
+            temperature_only[s, test] = metrics.apply_temperature(raw[s, test], metrics.fit_temperature(val_raw, part_val.labels))
             fold_p, fold_y, _, _ = metrics.aggregate_recordings(calibrated[s, test], windows.labels[test],
                                                                 windows.recordings[test], windows.babies[test])
-            per_fold.append({"seed": seed, "fold": k, "temperature": temperature, **two_level_scores(fold_y, fold_p)})
+            per_fold.append({"seed": seed, "fold": k, "temperature": calibration["temperature"],
+                             **two_level_scores(fold_y, fold_p)})
             print("  " + ", ".join(f"{key} {v:.3f}" for key, v in per_fold[-1].items() if isinstance(v, float)))
 
     mean_p = calibrated.mean(axis=0)
@@ -245,12 +246,15 @@ def cross_validate(args) -> int:
         result["baselines"]["mfcc_logistic_regression"] = metrics.bootstrap_scores(
             rec_labels, logistic, rec_babies, score_fn=two_level_scores)
     result.update({"command": "python " + shlex.join(sys.argv), "arch": args.arch, "balance": args.balance,
-                   "augment": args.augment, "calibration": "temperature and class bias", "seeds": args.seeds,
+                   "augment": args.augment, "calibration": "two-level: Platt on silence, temperature + log-prior shifts on reasons", "seeds": args.seeds,
                    "folds": args.cv, "data_dir": str(data_dir), "settings": settings.to_dict()})
     write_json(result, args.reports_dir / "cv.json")
     with atomic_output(args.reports_dir / "cv_predictions.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, raw=raw, calibrated=calibrated, temperature_only=temperature_only, labels=windows.labels,
-                            recordings=windows.recordings, babies=windows.babies, seeds=args.seeds)
+                            recordings=windows.recordings, babies=windows.babies, seeds=args.seeds, paths=windows.paths,
+                            validation_run=np.concatenate([[s * args.cv + k] * len(p) for s, k, p, _ in validation]),
+                            validation_paths=np.concatenate([p for *_, p, _ in validation]),
+                            validation_raw=np.concatenate([r for *_, r in validation]))
     append_experiment(result, args.experiments_file)
     print(json.dumps({k: result[k] for k in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1",
                                              "ece_after_scaling")}, indent=1))

@@ -31,7 +31,7 @@ import numpy as np
 from cry.audio import resample, rms_dbfs
 from cry.features import window_to_image
 from cry.files import UserError, atomic_output, run_main
-from cry.model import apply_temperature, calibration_of, fastest_predictor, load_model, predict_probabilities
+from cry.model import calibrate, calibration_of, fastest_predictor, load_model, predict_probabilities
 from cry.params import CLASSES
 
 SILENCE = CLASSES.index("silence")
@@ -164,8 +164,8 @@ def window_probabilities(window, rate, model, settings):
 class Decider:
     """The three-step decision over smoothed probabilities; pure (no audio, no model)."""
 
-    def __init__(self, threshold: float, temperature: float = 1.0, log_bias=None, smooth: int = 4):
-        self.threshold, self.temperature, self.log_bias = threshold, temperature, log_bias
+    def __init__(self, threshold: float, calibration: dict | None = None, smooth: int = 4):
+        self.threshold, self.calibration = threshold, calibration
         self.history = collections.deque(maxlen=smooth)  # the last windows' probabilities
 
     def update(self, probabilities) -> tuple[str, np.ndarray]:
@@ -173,7 +173,7 @@ class Decider:
         "crying" (the top class is the reason) or "uncertain" (top below the threshold)."""
         quiet = probabilities is None  # a quiet window counts as certain silence in the mean
         self.history.append(np.eye(len(CLASSES))[SILENCE] if quiet else
-                            apply_temperature(np.asarray(probabilities)[None], self.temperature, self.log_bias)[0])
+                            calibrate(np.asarray(probabilities)[None], self.calibration)[0])
         mean = np.mean(self.history, axis=0)
         if quiet or mean.argmax() == SILENCE:
             return ("quiet" if quiet else "silence"), mean
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     if settings.window_seconds > RING_SECONDS:
         raise UserError(f"{args.model}: windows of {settings.window_seconds} s exceed the {RING_SECONDS} s buffer")
     threshold = args.threshold if args.threshold is not None else info.get("uncertain_threshold", 0.5)
-    decider, episodes = Decider(threshold, *calibration_of(info), smooth=args.smooth), Episodes()
+    decider, episodes = Decider(threshold, calibration_of(info), smooth=args.smooth), Episodes()
     window_probabilities(np.full(settings.window_samples, 0.1), settings.sample_rate_hz, model, settings)  # warm-up
     log = csv_writer(args.log, ["time", "stream_seconds", "event", "reason", "probability"], "a") if args.log else None
     trace = csv_writer(args.trace, ["end_sample", "rate_hz", "dbfs", "state", *CLASSES], "w") if args.trace else None

@@ -16,7 +16,7 @@ import numpy as np
 from cry.data import index_spectrograms, read_settings, select, split_by_baby
 from cry.files import UserError, atomic_output, run_main
 from cry.metrics import choose_uncertain_threshold, fit_calibration
-from cry.model import ARCHITECTURES, AUGMENTATIONS, apply_temperature, predict_paths, save_model, train
+from cry.model import ARCHITECTURES, AUGMENTATIONS, calibrate, predict_paths, save_model, train
 from cry.params import CLASSES
 
 
@@ -88,20 +88,22 @@ def main(argv=None) -> int:
                            backup_dir)
 
     val_probabilities = predict_paths(model, parts["validation"].paths)
-    temperature, log_bias = fit_calibration(val_probabilities, parts["validation"].labels)
-    threshold = choose_uncertain_threshold(apply_temperature(val_probabilities, temperature, log_bias),
+    calibration = fit_calibration(val_probabilities, parts["validation"].labels)
+    threshold = choose_uncertain_threshold(calibrate(val_probabilities, calibration),
                                            parts["validation"].labels, CLASSES.index("silence"))
     extra = {"arch": args.arch, "seed": args.seed, "data_dir": str(args.data_dir), "split": split,
              "training": {k: v for k, v in vars(args).items() if k not in ("data_dir", "model")},
              "epochs_run": len(history["loss"]), "history": history,
              "train_class_counts": np.bincount(parts["train"].labels, minlength=len(CLASSES)).tolist(),
-             "temperature": temperature, "class_log_bias": log_bias, "uncertain_threshold": threshold}
+             "calibration": calibration, "uncertain_threshold": threshold}
     save_model(model, settings, extra, args.model)
     shutil.rmtree(backup_dir, ignore_errors=True)
     curves = args.model.with_name(f"{args.model.stem}_curves.png")
     plot_curves(history, curves)
-    print(f"temperature {temperature:.2f}, class log-bias {' '.join(f'{b:+.1f}' for b in log_bias)}, "
-          f"uncertain below {threshold:.2f} (fitted on validation babies)")
+    print(f"calibration: silence log-odds x{calibration['silence_scale']:.2f} {calibration['silence_shift']:+.2f}, "
+          f"reasons temperature {calibration['temperature']:.2f}, log-prior shifts "
+          f"{' '.join(f'{b:+.1f}' for b in calibration['class_log_bias'])}; uncertain below {threshold:.2f} "
+          f"(fitted on validation babies)")
     print(f"model written to {args.model} and {args.model.with_suffix('.json')}; curves in {curves}")
     return 0
 

@@ -81,7 +81,7 @@ def listening(model, info, source, hop: float, seconds: float) -> dict:
     """Run the live loop as the script does (LiteRT export if there is one); delay = printed -
     arrival of the oldest sample new in that window."""
     settings = info["settings"]
-    decider = rtp.Decider(info.get("uncertain_threshold", 0.5), *rtp.calibration_of(info))
+    decider = rtp.Decider(info.get("uncertain_threshold", 0.5), rtp.calibration_of(info))
     out = open(os.devnull, "w")  # printed like the script does, but not shown
     rate, windows, previous_end = int(source.samplerate), [], [0]
 

@@ -126,26 +126,65 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(result.x)
 
 
-def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> tuple[float, list]:
-    """Temperature and per-class log-bias minimising validation NLL: bias-corrected temperature
-    scaling (Alexandari et al., 2020).
+def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, silence: int = CLASSES.index("silence"),
+                    l2: float = 1e-3) -> dict:
+    """Calibration in the two questions the model answers, fitted on validation windows.
 
-    Balanced training teaches the model that every class is equally likely; temperature alone
-    can only flatten or sharpen that, so its confidence stays wrong where the classes are
-    as lopsided as here (~80% of cries "hungry"). The bias puts the real priors back. A small
-    L2 keeps the bias of a class absent from validation finite.
-    Returns (temperature, log_bias list of n_classes).
+    Crying or quiet: Platt scaling of the silence probability's log-odds (monotone, so the
+    crying-vs-silence ranking is kept). Which reason, among cries: a temperature and one
+    log-prior shift per reason (bias-corrected temperature scaling, Alexandari et al., 2020).
+    Balanced training teaches the model equal priors that the real mix (~80% "hungry") does
+    not have; one temperature over all classes can only flatten or sharpen, so it either keeps
+    the reasons overconfident or blurs the silence it is sure of (ECE 0.14 vs 0.03 in
+    cross-validation, README). A small L2 keeps the shift of a reason absent from validation finite.
+    Returns a dict for calibrate(): silence_scale, silence_shift, temperature, class_log_bias.
     """
-    n_classes = probabilities.shape[1]
-    if len(labels) == 0:
-        return 1.0, [0.0] * n_classes
+    from sklearn.linear_model import LogisticRegression
 
-    def loss(params):
-        return _nll(probabilities, labels, np.exp(params[0]), params[1:]) + l2 * np.sum(params[1:] ** 2)
-    start = np.concatenate([[np.log(fit_temperature(probabilities, labels))], np.zeros(n_classes)])
-    result = minimize(loss, start, method="L-BFGS-B", bounds=[(np.log(0.05), np.log(20.0))] + [(-10, 10)] * n_classes)
-    bias = result.x[1:] - result.x[1:].mean()  # only differences between classes matter
-    return float(np.exp(result.x[0])), [float(b) for b in bias]
+    n_classes = probabilities.shape[1]
+    reasons = [c for c in range(n_classes) if c != silence]
+    calibration = {"silence_scale": 1.0, "silence_shift": 0.0, "temperature": 1.0, "class_log_bias": [0.0] * n_classes}
+    quiet = labels == silence
+    if 0 < quiet.sum() < len(labels):
+        platt = LogisticRegression(C=100.0).fit(_silence_log_odds(probabilities, silence)[:, None], quiet)
+        calibration.update(silence_scale=float(platt.coef_[0, 0]), silence_shift=float(platt.intercept_[0]))
+    cries = ~quiet
+    if cries.any():
+        p, y = probabilities[cries][:, reasons], np.searchsorted(reasons, labels[cries])
+
+        def loss(params):
+            return _nll(p, y, np.exp(params[0]), params[1:]) + l2 * np.sum(params[1:] ** 2)
+        result = minimize(loss, np.zeros(1 + len(reasons)), method="L-BFGS-B",
+                          bounds=[(np.log(0.05), np.log(20.0))] + [(-10, 10)] * len(reasons))
+        bias = result.x[1:] - result.x[1:].mean()  # only differences between reasons matter
+        calibration["temperature"] = float(np.exp(result.x[0]))
+        calibration["class_log_bias"] = [0.0 if c == silence else float(bias[reasons.index(c)]) for c in range(n_classes)]
+    return calibration
+
+
+def _silence_log_odds(probabilities: np.ndarray, silence: int) -> np.ndarray:
+    q = np.clip(probabilities[:, silence], 1e-7, 1 - 1e-7)
+    return np.log(q / (1 - q))
+
+
+def calibrate(probabilities: np.ndarray, calibration: dict | None, silence: int = CLASSES.index("silence")) -> np.ndarray:
+    """Apply fit_calibration's result. A dict with only "temperature" (models saved before the
+    two-level calibration) is plain temperature scaling; None changes nothing."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    if not calibration:
+        return probabilities
+    if "silence_scale" not in calibration:
+        return apply_temperature(probabilities, calibration.get("temperature", 1.0))
+    quiet = 1 / (1 + np.exp(-(calibration["silence_scale"] * _silence_log_odds(probabilities, silence)
+                              + calibration["silence_shift"])))
+    reasons = [c for c in range(probabilities.shape[1]) if c != silence]
+    bias = np.asarray(calibration["class_log_bias"], dtype=float)[reasons]
+    out = np.empty_like(probabilities)
+    out[:, reasons] = (1 - quiet)[:, None] * apply_temperature(
+        probabilities[:, reasons] / np.maximum(probabilities[:, reasons].sum(1, keepdims=True), 1e-12),
+        calibration["temperature"], bias)
+    out[:, silence] = quiet
+    return out
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 10):

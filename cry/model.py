@@ -13,7 +13,7 @@ import numpy as np
 
 from cry.features import colour_table
 from cry.files import UserError, atomic_output, write_json
-from cry.metrics import apply_temperature  # noqa: F401  (callers use it from here with the model)
+from cry.metrics import calibrate  # noqa: F401  (callers use it from here with the model)
 from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible
 
 ARCHITECTURES = ("seed", "time")
@@ -326,10 +326,10 @@ def predict_paths(model, paths, batch_size: int = 64) -> np.ndarray:
 
 # ---- model files --------------------------------------------------------------------------
 
-def calibration_of(info: dict) -> tuple[float, list | None]:
-    """(temperature, class log-bias) fitted on validation and saved with the model; models
-    saved before the bias existed have only a temperature."""
-    return info.get("temperature", 1.0), info.get("class_log_bias")
+def calibration_of(info: dict) -> dict:
+    """The calibration fitted on validation and saved with the model, for calibrate(); models
+    saved before the two-level calibration have only a temperature."""
+    return info.get("calibration") or {"temperature": info.get("temperature", 1.0)}
 
 
 def info_path(model_path: Path) -> Path:

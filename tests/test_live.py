@@ -65,7 +65,7 @@ def test_decider_says_which_step_decided_and_smooths():
     state, mean = decider.update(vague)  # one vague window lowers the mean below the threshold
     assert state == "uncertain" and mean.max() == pytest.approx((0.7 + 0.25) / 2)
     # temperature is applied before smoothing: T > 1 flattens a sure answer below the threshold
-    assert rtp.Decider(0.5, temperature=3.0, smooth=1).update(cry)[0] == "uncertain"
+    assert rtp.Decider(0.5, {"temperature": 3.0}, smooth=1).update(cry)[0] == "uncertain"
 
 
 def test_episodes_start_and_end_with_the_reason_over_the_episode():

@@ -1,8 +1,10 @@
 """Metrics on cases with known answers: baselines, bootstrap by baby, calibration, the uncertain threshold."""
 import numpy as np
 
-from cry.metrics import (apply_temperature, bootstrap_scores, choose_uncertain_threshold, expected_calibration_error,
-                         fit_calibration, fit_temperature)
+import pytest
+
+from cry.metrics import (apply_temperature, bootstrap_scores, calibrate, choose_uncertain_threshold,
+                         expected_calibration_error, fit_calibration, fit_temperature)
 from cry.params import CLASSES
 
 SILENCE, HUNGRY, TIRED = CLASSES.index("silence"), CLASSES.index("hungry"), CLASSES.index("tired")
@@ -44,18 +46,24 @@ def test_temperature_scaling_repairs_overconfidence():
     assert t > 1 and before > 0.3 and after < 0.05
 
 
-def test_class_bias_repairs_what_temperature_cannot_under_lopsided_priors():
-    """A model that learned equal priors (balanced training) scores data where one class is
-    80%: temperature alone stays miscalibrated, temperature + class bias does not."""
+def test_two_level_calibration_repairs_what_one_temperature_cannot():
+    """A model trained on balanced batches: sure about silence, at chance for the reason, and
+    unaware that 80% of cries are "hungry". One temperature stays miscalibrated; the two-level
+    calibration does not, and keeps the crying-vs-silence ranking."""
+    from sklearn.metrics import roc_auc_score
+
     rng = np.random.default_rng(2)
     n, k = 4000, len(CLASSES)
-    labels = np.where(rng.random(n) < 0.8, 1, rng.integers(0, k, n))
-    # equal-prior model: a weak hint of the true class, otherwise flat over all classes
-    logits = rng.normal(0, 1, (n, k)) + 1.0 * np.eye(k)[labels]
+    reasons = [c for c in range(k) if c != SILENCE]
+    labels = np.where(rng.random(n) < 0.8, HUNGRY, rng.choice(reasons, n))
+    labels[rng.random(n) < 0.1] = SILENCE
+    logits = rng.normal(0, 1, (n, k))                          # the reason: noise, equal priors
+    logits[:, SILENCE] += np.where(labels == SILENCE, 3.0, -1.0)  # silence: clearly told apart
     balanced = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    t_only = apply_temperature(balanced, fit_temperature(balanced, labels))
-    temperature, log_bias = fit_calibration(balanced, labels)
-    both = apply_temperature(balanced, temperature, log_bias)
-    ece_t, _ = expected_calibration_error(t_only, labels)
-    ece_both, _ = expected_calibration_error(both, labels)
-    assert np.argmax(log_bias) == 1 and ece_both < 0.05 < ece_t
+    one_t = apply_temperature(balanced, fit_temperature(balanced, labels))
+    two_level = calibrate(balanced, fit_calibration(balanced, labels))
+    assert np.allclose(two_level.sum(1), 1)
+    assert expected_calibration_error(two_level, labels)[0] < 0.05 < expected_calibration_error(one_t, labels)[0]
+    crying = labels != SILENCE
+    assert roc_auc_score(crying, 1 - two_level[:, SILENCE]) == roc_auc_score(crying, 1 - balanced[:, SILENCE])
+    assert calibrate(balanced, {"temperature": 2.0}) == pytest.approx(apply_temperature(balanced, 2.0))
