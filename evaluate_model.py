@@ -29,7 +29,7 @@ from cry.features import window_to_image
 from cry.files import UserError, atomic_output, run_main, write_json, write_text
 from cry.model import (ARCHITECTURES, AUGMENTATIONS, calibrate, calibration_of, fastest_predictor, load_model,
                        predict_paths, predict_probabilities, train)
-from cry.params import CLASSES, check_compatible
+from cry.params import CLASSES, Settings, check_compatible
 
 SILENCE = CLASSES.index("silence")
 
@@ -172,17 +172,14 @@ def mfcc_features(recordings: np.ndarray, audio_dir: Path, settings) -> np.ndarr
 
 
 def cross_validate(args) -> int:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+    """Train and predict every fold with every seed, save the window probabilities, summarise."""
     data_dir = args.data_dir or Path("data/spectrograms")
     settings, windows = read_settings(data_dir), index_spectrograms(data_dir)
     folds = grouped_folds(windows, args.cv, args.fold_seed)
     write_json({"fold_seed": args.fold_seed, "folds": [list(f) for f in folds]}, args.reports_dir / "cv_folds.json")
     calibrated = np.zeros((len(args.seeds), len(windows), len(CLASSES)))
     raw, temperature_only = np.zeros_like(calibrated), np.zeros_like(calibrated)
-    per_fold, validation = [], []  # validation: (seed index, fold, paths, raw probabilities), kept for analysis
+    validation = []  # (seed index, fold, paths, raw probabilities), kept to compare calibrations later
     for s, seed in enumerate(args.seeds):
         for k, test_babies in enumerate(folds):
             test = np.isin(windows.babies, test_babies)
@@ -194,37 +191,83 @@ def cross_validate(args) -> int:
             model, _ = train(part_train, part_val, settings, args.arch, args.epochs, args.patience, seed=seed + 100 * k,
                              balance=args.balance, augment=args.augment, verbose=0)
             val_raw = predict_paths(model, part_val.paths)
-            calibration = metrics.fit_calibration(val_raw, part_val.labels)
             validation.append((s, k, part_val.paths, val_raw))
             raw[s, test] = predict_paths(model, windows.paths[test])
-            calibrated[s, test] = calibrate(raw[s, test], calibration)
-            temperature_only[s, test] = metrics.apply_temperature(raw[s, test], metrics.fit_temperature(val_raw, part_val.labels))
+            calibrated[s, test] = calibrate(raw[s, test], metrics.fit_calibration(val_raw, part_val.labels))
+            temperature_only[s, test] = metrics.apply_temperature(raw[s, test],
+                                                                  metrics.fit_temperature(val_raw, part_val.labels))
             fold_p, fold_y, _, _ = metrics.aggregate_recordings(calibrated[s, test], windows.labels[test],
                                                                 windows.recordings[test], windows.babies[test])
-            per_fold.append({"seed": seed, "fold": k, "temperature": calibration["temperature"],
-                             **two_level_scores(fold_y, fold_p)})
-            print("  " + ", ".join(f"{key} {v:.3f}" for key, v in per_fold[-1].items() if isinstance(v, float)))
+            print("  " + ", ".join(f"{key} {v:.3f}" for key, v in two_level_scores(fold_y, fold_p).items()))
+    predictions = {"raw": raw, "calibrated": calibrated, "temperature_only": temperature_only,
+                   "labels": windows.labels, "recordings": windows.recordings, "babies": windows.babies,
+                   "paths": windows.paths, "seeds": np.array(args.seeds),
+                   "validation_run": np.concatenate([[s * args.cv + k] * len(p) for s, k, p, _ in validation]),
+                   "validation_paths": np.concatenate([p for *_, p, _ in validation]),
+                   "validation_raw": np.concatenate([r for *_, r in validation])}
+    with atomic_output(args.reports_dir / "cv_predictions.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **predictions)
+    meta = {"command": "python " + shlex.join(sys.argv), "arch": args.arch, "balance": args.balance,
+            "augment": args.augment, "seeds": args.seeds, "folds": args.cv, "fold_seed": args.fold_seed,
+            "data_dir": str(data_dir), "settings": settings.to_dict()}
+    return summarise_cv(predictions, folds, meta, args)
 
+
+def rescore(args) -> int:
+    """Summarise an earlier --cv run again from its saved probabilities (no training): for a
+    change in how recordings are aggregated or scored, on exactly the same models."""
+    folder = args.rescore
+    try:
+        with np.load(folder / "cv_predictions.npz", allow_pickle=False) as saved:
+            predictions = {key: saved[key] for key in saved.files}
+        meta = json.loads((folder / "cv.json").read_text())
+        folds = [np.array(f) for f in json.loads((folder / "cv_folds.json").read_text())["folds"]]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{folder}: not the reports folder of an --cv run ({exc})") from None
+    meta = {key: meta[key] for key in ("command", "arch", "balance", "augment", "seeds", "folds", "data_dir", "settings")}
+    meta["rescored"] = "python " + shlex.join(sys.argv)
+    args.reports_dir = folder
+    return summarise_cv(predictions, folds, meta, args)
+
+
+def summarise_cv(predictions: dict, folds: list, meta: dict, args) -> int:
+    """cv.json and a row of the experiments table from out-of-fold window probabilities."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels, recordings, babies = predictions["labels"], predictions["recordings"], predictions["babies"]
+    calibrated, settings = predictions["calibrated"], Settings.from_dict(meta["settings"])
+    per_fold = []
+    for s, seed in enumerate(meta["seeds"]):
+        for k, test_babies in enumerate(folds):
+            test = np.isin(babies, test_babies)
+            fold_p, fold_y, _, _ = metrics.aggregate_recordings(calibrated[s, test], labels[test], recordings[test],
+                                                                babies[test])
+            per_fold.append({"seed": int(seed), "fold": k, **two_level_scores(fold_y, fold_p)})
     mean_p = calibrated.mean(axis=0)
-    rec_p, rec_labels, rec_babies, rec_names = metrics.aggregate_recordings(mean_p, windows.labels, windows.recordings,
-                                                                            windows.babies)
+    rec_p, rec_labels, rec_babies, rec_names = metrics.aggregate_recordings(mean_p, labels, recordings, babies)
     result = metrics.bootstrap_scores(rec_labels, rec_p, rec_babies, score_fn=two_level_scores)
-    result["window_level"] = metrics.bootstrap_scores(windows.labels, mean_p, windows.babies, n_boot=200,
-                                                      score_fn=two_level_scores)
-    window_silence = windows.labels == SILENCE
-    false_alarms = (mean_p[window_silence].argmax(axis=1) != SILENCE).sum()
+    result["window_level"] = metrics.bootstrap_scores(labels, mean_p, babies, n_boot=200, score_fn=two_level_scores)
+    # The crying-or-quiet decision as the product makes it: silence above its share of the
+    # training windows (metrics.fit_calibration); each fold's threshold from its own training side.
+    threshold = np.zeros(len(labels))
+    for test_babies in folds:
+        test = np.isin(babies, test_babies)
+        threshold[test] = np.mean(labels[~test] == SILENCE)
+    said_silence, window_silence = mean_p[:, SILENCE] >= threshold, labels == SILENCE
     result["false_alarms_per_hour_of_silence"] = float(
-        false_alarms / max(window_silence.sum() * settings.window_hop_seconds / 3600, 1e-9))
-
+        (~said_silence[window_silence]).sum() / max(window_silence.sum() * settings.window_hop_seconds / 3600, 1e-9))
+    result["cry_windows_called_silence"] = float(said_silence[~window_silence].mean())
     # ECE of one model (what train_model.py ships), averaged over seeds; the seeds' mean is softer
-    single_ece = lambda p: float(np.mean([metrics.expected_calibration_error(q, windows.labels)[0] for q in p]))  # noqa: E731
+    single_ece = lambda p: float(np.mean([metrics.expected_calibration_error(q, labels)[0] for q in p]))  # noqa: E731
     result["ece_after_scaling"] = single_ece(calibrated)
-    result["ece_after_temperature_only"] = single_ece(temperature_only)
-    result["ece_seed_ensemble"] = metrics.expected_calibration_error(mean_p, windows.labels)[0]
-    result["ece_before_scaling"] = single_ece(raw)
-    t_rec_p, t_rec_labels, _, _ = metrics.aggregate_recordings(temperature_only.mean(axis=0), windows.labels,
-                                                               windows.recordings, windows.babies)
-    result["temperature_only"] = two_level_scores(t_rec_labels, t_rec_p)
+    result["ece_after_temperature_only"] = single_ece(predictions["temperature_only"])
+    result["ece_seed_ensemble"] = metrics.expected_calibration_error(mean_p, labels)[0]
+    result["ece_before_scaling"] = single_ece(predictions["raw"])
+    for name in ("raw", "temperature_only"):  # the same models without (or with the simpler) calibration
+        p, y, _, _ = metrics.aggregate_recordings(predictions[name].mean(axis=0), labels, recordings, babies)
+        result[f"{name}_scores"] = two_level_scores(y, p)
     result["fold_mean_std"] = {key: {"mean": float(np.nanmean([f[key] for f in per_fold])),
                                      "std": float(np.nanstd([f[key] for f in per_fold]))}
                                for key in per_fold[0] if key not in ("seed", "fold")}
@@ -245,16 +288,9 @@ def cross_validate(args) -> int:
     if features is not None:
         result["baselines"]["mfcc_logistic_regression"] = metrics.bootstrap_scores(
             rec_labels, logistic, rec_babies, score_fn=two_level_scores)
-    result.update({"command": "python " + shlex.join(sys.argv), "arch": args.arch, "balance": args.balance,
-                   "augment": args.augment, "calibration": "two-level: Platt on silence, temperature + log-prior shifts on reasons", "seeds": args.seeds,
-                   "folds": args.cv, "data_dir": str(data_dir), "settings": settings.to_dict()})
+    result.update(meta, calibration="two-level: Platt on silence, temperature + log-prior shifts on reasons",
+                  aggregation="silence: smallest window probability; reason: mean of windows")
     write_json(result, args.reports_dir / "cv.json")
-    with atomic_output(args.reports_dir / "cv_predictions.npz") as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, raw=raw, calibrated=calibrated, temperature_only=temperature_only, labels=windows.labels,
-                            recordings=windows.recordings, babies=windows.babies, seeds=args.seeds, paths=windows.paths,
-                            validation_run=np.concatenate([[s * args.cv + k] * len(p) for s, k, p, _ in validation]),
-                            validation_paths=np.concatenate([p for *_, p, _ in validation]),
-                            validation_raw=np.concatenate([r for *_, r in validation]))
     append_experiment(result, args.experiments_file)
     print(json.dumps({k: result[k] for k in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1",
                                              "ece_after_scaling")}, indent=1))
@@ -273,7 +309,8 @@ def append_experiment(result: dict, path: Path) -> None:
                 f"{reports.interval(r['reasons_macro_auc'])} | {reports.interval(r['reasons_macro_f1'])} | "
                 f"{reports.interval(r['reasons_balanced_accuracy'])} | {ece} |\n")
     variant = (f"{result['arch']}, {result['balance']}, augment {result['augment']}, "
-               f"{result['settings']['window_seconds']:g} s windows: `{result['command']}`")
+               f"{result['settings']['window_seconds']:g} s windows: `{result['command']}`"
+               + (f", re-scored: `{result['rescored']}`" if "rescored" in result else ""))
     rows = [row(variant, result, f"{result['ece_after_scaling']:.3f} (temperature only "
                                  f"{result['ece_after_temperature_only']:.3f})")]
     rows += [row(f"baseline: {name} (same folds)", r) for name, r in result["baselines"].items()
@@ -301,7 +338,11 @@ def main(argv=None) -> int:
                     help="table the result is appended to (default: %(default)s)")
     cv.add_argument("--audio-dir-for-baseline", type=Path, default=Path("data/audio"),
                     help="source audio for the MFCC baseline (default: %(default)s)")
+    cv.add_argument("--rescore", type=Path, metavar="DIR",
+                    help="summarise the --cv run whose reports are in DIR again from its saved probabilities")
     args = parser.parse_args(argv)
+    if args.rescore is not None:
+        return rescore(args)
     if args.cv is not None:
         if args.cv < 2:
             raise UserError("--cv needs at least 2 folds")

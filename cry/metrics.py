@@ -82,17 +82,25 @@ def confusion(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     return confusion_matrix(labels, probabilities.argmax(axis=1), labels=range(len(CLASSES)))
 
 
-def aggregate_recordings(probabilities, labels, recordings, babies):
-    """Recording-level view: the mean of a recording's window probabilities.
+def aggregate_recordings(probabilities, labels, recordings, babies, silence: int = CLASSES.index("silence")):
+    """Recording-level view, in the two questions: the recording is crying as much as its most
+    crying window (its silence probability is the smallest of its windows': cries pause, so
+    the mean would let a recording's quiet gaps outvote its cry), and the reason is the mean
+    of its windows' reason probabilities.
 
     Returns (probabilities [n_rec, C], labels [n_rec], babies [n_rec], recordings [n_rec]).
     """
-    unique, inverse = np.unique(recordings, return_inverse=True)
+    probabilities = np.asarray(probabilities, dtype=float)
+    unique, first, inverse = np.unique(recordings, return_index=True, return_inverse=True)
     sums = np.zeros((len(unique), probabilities.shape[1]))
     np.add.at(sums, inverse, probabilities)
-    counts = np.bincount(inverse)
-    first = np.unique(recordings, return_index=True)[1]
-    return sums / counts[:, None], labels[first], babies[first], unique
+    quiet = np.ones(len(unique))
+    np.minimum.at(quiet, inverse, probabilities[:, silence])
+    reasons = [c for c in range(probabilities.shape[1]) if c != silence]
+    out = np.empty_like(sums)
+    out[:, reasons] = (1 - quiet)[:, None] * sums[:, reasons] / np.maximum(sums[:, reasons].sum(1, keepdims=True), 1e-12)
+    out[:, silence] = quiet
+    return out, labels[first], babies[first], unique
 
 
 # ---- calibration --------------------------------------------------------------------------
@@ -137,15 +145,23 @@ def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, silence: int 
     not have; one temperature over all classes can only flatten or sharpen, so it either keeps
     the reasons overconfident or blurs the silence it is sure of (ECE 0.14 vs 0.03 in
     cross-validation, README). A small L2 keeps the shift of a reason absent from validation finite.
-    Returns a dict for calibrate(): silence_scale, silence_shift, temperature, class_log_bias.
+    The probabilities then fit this corpus, where only ~4% of windows are silence; so the
+    crying-or-quiet decision is not "silence above 0.5" (that called 75% of silence windows
+    crying) but silence_threshold: silence's share of the validation windows, above which
+    silence is likelier than its prior, the decision that weighs both errors equally
+    whatever the mix of sounds.
+    Returns a dict for calibrate(): silence_scale, silence_shift, temperature, class_log_bias,
+    and silence_threshold.
     """
     from sklearn.linear_model import LogisticRegression
 
     n_classes = probabilities.shape[1]
     reasons = [c for c in range(n_classes) if c != silence]
-    calibration = {"silence_scale": 1.0, "silence_shift": 0.0, "temperature": 1.0, "class_log_bias": [0.0] * n_classes}
+    calibration = {"silence_scale": 1.0, "silence_shift": 0.0, "temperature": 1.0, "class_log_bias": [0.0] * n_classes,
+                   "silence_threshold": 0.5}
     quiet = labels == silence
     if 0 < quiet.sum() < len(labels):
+        calibration["silence_threshold"] = float(quiet.mean())
         platt = LogisticRegression(C=100.0).fit(_silence_log_odds(probabilities, silence)[:, None], quiet)
         calibration.update(silence_scale=float(platt.coef_[0, 0]), silence_shift=float(platt.intercept_[0]))
     cries = ~quiet

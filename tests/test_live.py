@@ -66,6 +66,10 @@ def test_decider_says_which_step_decided_and_smooths():
     assert state == "uncertain" and mean.max() == pytest.approx((0.7 + 0.25) / 2)
     # temperature is applied before smoothing: T > 1 flattens a sure answer below the threshold
     assert rtp.Decider(0.5, {"temperature": 3.0}, smooth=1).update(cry)[0] == "uncertain"
+    # with a fitted silence threshold, silence need not be the top class to win
+    faint = np.array([0.1, 0.3, 0.1, 0.1, 0.2, 0.1, 0.1])  # silence 0.2, second to hungry
+    assert rtp.Decider(0.5, {"temperature": 1.0, "silence_threshold": 0.15}, smooth=1).update(faint)[0] == "silence"
+    assert rtp.Decider(0.5, {"temperature": 1.0, "silence_threshold": 0.25}, smooth=1).update(faint)[0] != "silence"
 
 
 def test_episodes_start_and_end_with_the_reason_over_the_episode():
