@@ -14,6 +14,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny matrices: BLAS thread
 
 import argparse
 import datetime
+import functools
 import json
 import shlex
 import sys
@@ -34,11 +35,13 @@ from cry.params import CLASSES, Settings, check_compatible
 SILENCE = CLASSES.index("silence")
 
 
-def level_report(labels, probabilities, babies, train_labels, seed=0) -> dict:
-    """Headline metrics with intervals, and the same for the majority and chance baselines."""
-    out = {"model": metrics.bootstrap_scores(labels, probabilities, babies, seed=seed),
-           "per_class": metrics.per_class(labels, probabilities),
-           "confusion": metrics.confusion(labels, probabilities).tolist()}
+def level_report(labels, probabilities, babies, train_labels, silence_threshold=None, seed=0) -> dict:
+    """Headline metrics with intervals (the model deciding silence as live), and the same for
+    the majority and chance baselines."""
+    out = {"model": metrics.bootstrap_scores(labels, probabilities, babies, seed=seed, score_fn=functools.partial(
+               metrics.scores, silence_threshold=silence_threshold)),
+           "per_class": metrics.per_class(labels, probabilities, silence_threshold),
+           "confusion": metrics.confusion(labels, probabilities, silence_threshold).tolist()}
     for kind in ("majority", "chance"):
         baseline = metrics.baseline_probabilities(train_labels, len(labels), kind, seed)
         out[kind] = metrics.bootstrap_scores(labels, baseline, babies, seed=seed)
@@ -88,11 +91,12 @@ def evaluate_model(args) -> int:
         raw = predict_paths(model, test.paths)
         source = f"{data_dir} (test babies of the saved split)"
     probabilities = calibrate(raw, calibration_of(info))
+    silence_threshold = calibration_of(info).get("silence_threshold")
     rec_p, rec_labels, rec_babies, _ = metrics.aggregate_recordings(probabilities, labels, recordings, babies)
     report = {"source": source, "model": str(args.model), "n_windows": int(len(labels)),
               "n_recordings": int(len(rec_labels)), "n_babies": int(len(set(babies))),
-              "window": level_report(labels, probabilities, babies, train_labels),
-              "recording": level_report(rec_labels, rec_p, rec_babies, train_labels)}
+              "window": level_report(labels, probabilities, babies, train_labels, silence_threshold),
+              "recording": level_report(rec_labels, rec_p, rec_babies, train_labels, silence_threshold)}
     for key in metrics.HEADLINE:  # the headline keys at the top, as documented
         report[key] = {level: report[level]["model"][key] for level in ("window", "recording")}
     report["baselines"] = {kind: {level: report[level][kind] for level in ("window", "recording")}

@@ -31,6 +31,7 @@ import numpy as np
 from cry.audio import resample, rms_dbfs
 from cry.features import window_to_image
 from cry.files import UserError, atomic_output, run_main
+from cry.metrics import decide
 from cry.model import calibrate, calibration_of, fastest_predictor, load_model, predict_probabilities
 from cry.params import CLASSES
 
@@ -161,13 +162,6 @@ def window_probabilities(window, rate, model, settings):
     return dbfs, predict_probabilities(model, window_to_image(window, settings)[None])[0]
 
 
-def is_silence(probabilities: np.ndarray, calibration: dict | None) -> bool:
-    """The model's crying-or-quiet decision: silence above the threshold fitted on validation
-    (metrics.fit_calibration), or, for older models, silence as the top class."""
-    threshold = (calibration or {}).get("silence_threshold")
-    return bool(probabilities[SILENCE] >= threshold if threshold is not None else probabilities.argmax() == SILENCE)
-
-
 class Decider:
     """The three-step decision over smoothed probabilities; pure (no audio, no model)."""
 
@@ -182,7 +176,7 @@ class Decider:
         self.history.append(np.eye(len(CLASSES))[SILENCE] if quiet else
                             calibrate(np.asarray(probabilities)[None], self.calibration)[0])
         mean = np.mean(self.history, axis=0)
-        if quiet or is_silence(mean, self.calibration):
+        if quiet or decide(mean[None], (self.calibration or {}).get("silence_threshold"))[0] == SILENCE:
             return ("quiet" if quiet else "silence"), mean
         return ("crying" if mean.max() >= self.threshold else "uncertain"), mean
 

@@ -20,9 +20,21 @@ def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """The four headline metrics over the classes present in labels."""
+def decide(probabilities: np.ndarray, silence_threshold: float | None = None,
+           silence: int = CLASSES.index("silence")) -> np.ndarray:
+    """The predicted class of each row: the top class or, with a silence_threshold (fitted by
+    fit_calibration), silence at or above it and otherwise the top reason."""
     predicted = probabilities.argmax(axis=1)
+    if silence_threshold is not None:
+        reasons = np.delete(probabilities, silence, axis=1).argmax(axis=1)
+        predicted = np.where(probabilities[:, silence] >= silence_threshold, silence,
+                             reasons + (reasons >= silence))
+    return predicted
+
+
+def scores(labels: np.ndarray, probabilities: np.ndarray, silence_threshold: float | None = None) -> dict[str, float]:
+    """The four headline metrics over the classes present in labels (decisions by decide())."""
+    predicted = decide(probabilities, silence_threshold)
     present = np.unique(labels)
     return {"accuracy": float(accuracy_score(labels, predicted)),
             "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
@@ -71,15 +83,15 @@ def baseline_probabilities(train_labels: np.ndarray, n: int, kind: str, seed: in
     return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
-def per_class(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, dict]:
+def per_class(labels: np.ndarray, probabilities: np.ndarray, silence_threshold: float | None = None) -> dict[str, dict]:
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, probabilities.argmax(axis=1), labels=range(len(CLASSES)), zero_division=0)
+        labels, decide(probabilities, silence_threshold), labels=range(len(CLASSES)), zero_division=0)
     return {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                 "support": int(support[i])} for i, c in enumerate(CLASSES)}
 
 
-def confusion(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    return confusion_matrix(labels, probabilities.argmax(axis=1), labels=range(len(CLASSES)))
+def confusion(labels: np.ndarray, probabilities: np.ndarray, silence_threshold: float | None = None) -> np.ndarray:
+    return confusion_matrix(labels, decide(probabilities, silence_threshold), labels=range(len(CLASSES)))
 
 
 def aggregate_recordings(probabilities, labels, recordings, babies, silence: int = CLASSES.index("silence")):

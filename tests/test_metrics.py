@@ -3,7 +3,7 @@ import numpy as np
 
 import pytest
 
-from cry.metrics import (apply_temperature, bootstrap_scores, calibrate, choose_uncertain_threshold,
+from cry.metrics import (apply_temperature, bootstrap_scores, calibrate, choose_uncertain_threshold, decide,
                          expected_calibration_error, fit_calibration, fit_temperature)
 from cry.params import CLASSES
 
@@ -67,3 +67,13 @@ def test_two_level_calibration_repairs_what_one_temperature_cannot():
     crying = labels != SILENCE
     assert roc_auc_score(crying, 1 - two_level[:, SILENCE]) == roc_auc_score(crying, 1 - balanced[:, SILENCE])
     assert calibrate(balanced, {"temperature": 2.0}) == pytest.approx(apply_temperature(balanced, 2.0))
+
+
+def test_decide_uses_the_silence_threshold_then_the_top_reason():
+    p = np.full((3, len(CLASSES)), 0.05)
+    p[0, SILENCE], p[0, TIRED] = 0.5, 0.2   # silence on top, above the threshold
+    p[1, SILENCE], p[1, TIRED] = 0.3, 0.4   # silence second, but above the threshold
+    p[2, SILENCE], p[2, HUNGRY] = 0.6, 0.1  # silence on top, below a high threshold
+    assert list(decide(p)) == [SILENCE, TIRED, SILENCE]
+    assert list(decide(p, silence_threshold=0.25)) == [SILENCE, SILENCE, SILENCE]
+    assert list(decide(p, silence_threshold=0.7)) == [TIRED, TIRED, HUNGRY]
