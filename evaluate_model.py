@@ -228,7 +228,8 @@ def rescore(args) -> int:
         folds = [np.array(f) for f in json.loads((folder / "cv_folds.json").read_text())["folds"]]
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{folder}: not the reports folder of an --cv run ({exc})") from None
-    meta = {key: meta[key] for key in ("command", "arch", "balance", "augment", "seeds", "folds", "data_dir", "settings")}
+    meta = {key: meta[key] for key in ("command", "arch", "balance", "augment", "seeds", "folds", "fold_seed",
+                                       "data_dir", "settings") if key in meta}
     meta["rescored"] = "python " + shlex.join(sys.argv)
     args.reports_dir = folder
     return summarise_cv(predictions, folds, meta, args)
@@ -253,16 +254,21 @@ def summarise_cv(predictions: dict, folds: list, meta: dict, args) -> int:
     rec_p, rec_labels, rec_babies, rec_names = metrics.aggregate_recordings(mean_p, labels, recordings, babies)
     result = metrics.bootstrap_scores(rec_labels, rec_p, rec_babies, score_fn=two_level_scores)
     result["window_level"] = metrics.bootstrap_scores(labels, mean_p, babies, n_boot=200, score_fn=two_level_scores)
-    # The crying-or-quiet decision as the product makes it: silence above its share of the
-    # training windows (metrics.fit_calibration); each fold's threshold from its own training side.
-    threshold = np.zeros(len(labels))
-    for test_babies in folds:
-        test = np.isin(babies, test_babies)
-        threshold[test] = np.mean(labels[~test] == SILENCE)
-    said_silence, window_silence = mean_p[:, SILENCE] >= threshold, labels == SILENCE
+    # The crying-or-quiet decision as one shipped model makes it: silence at or above its share
+    # of that training run's validation windows (metrics.fit_calibration), averaged over seeds.
+    label_of = dict(zip(predictions["paths"], labels))
+    said_silence = np.zeros(calibrated.shape[:2], bool)
+    for s in range(len(meta["seeds"])):
+        for k, test_babies in enumerate(folds):
+            test = np.isin(babies, test_babies)
+            run = predictions["validation_run"] == s * len(folds) + k
+            threshold = np.mean([label_of[p] == SILENCE for p in predictions["validation_paths"][run]])
+            said_silence[s, test] = metrics.decide(calibrated[s, test], threshold) == SILENCE
+    window_silence = labels == SILENCE
     result["false_alarms_per_hour_of_silence"] = float(
-        (~said_silence[window_silence]).sum() / max(window_silence.sum() * settings.window_hop_seconds / 3600, 1e-9))
-    result["cry_windows_called_silence"] = float(said_silence[~window_silence].mean())
+        (~said_silence[:, window_silence]).sum(axis=1).mean()
+        / max(window_silence.sum() * settings.window_hop_seconds / 3600, 1e-9))
+    result["cry_windows_called_silence"] = float(said_silence[:, ~window_silence].mean())
     # ECE of one model (what train_model.py ships), averaged over seeds; the seeds' mean is softer
     single_ece = lambda p: float(np.mean([metrics.expected_calibration_error(q, labels)[0] for q in p]))  # noqa: E731
     result["ece_after_scaling"] = single_ece(calibrated)

@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     figures["exports"] = {**earlier_exports(report, info["sha256"]), **figures["exports"]}
     write_json(figures, report)
     print(f"LiteRT files in {out_dir}/, parity figures in {report}")
-    failed = [w for w, r in figures["exports"].items() if r["argmax_agreement"] < args.min_agreement]
+    failed = [w for w in args.weights if figures["exports"][w]["argmax_agreement"] < args.min_agreement]
     if failed:
         print(f"parity NOT kept (top class agrees < {args.min_agreement:.0%}): {', '.join(failed)}")
     return 1 if failed else 0

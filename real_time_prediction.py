@@ -163,22 +163,33 @@ def window_probabilities(window, rate, model, settings):
 
 
 class Decider:
-    """The three-step decision over smoothed probabilities; pure (no audio, no model)."""
+    """The three-step decision over the last few windows; pure (no audio, no model).
+
+    Each window the model heard is decided on its own (metrics.decide), then the majority of
+    the last `smooth` heard decides crying or silence, so one pause or one odd window does not end
+    a crying episode; the reason is the mean over the crying windows among them.
+    """
 
     def __init__(self, threshold: float, calibration: dict | None = None, smooth: int = 4):
         self.threshold, self.calibration = threshold, calibration
-        self.history = collections.deque(maxlen=smooth)  # the last windows' probabilities
+        self.history = collections.deque(maxlen=smooth)  # calibrated probabilities; None = quiet window
 
     def update(self, probabilities) -> tuple[str, np.ndarray]:
-        """(state, mean probabilities [n_classes]); state: "quiet", "silence" (the model's),
-        "crying" (the top class is the reason) or "uncertain" (top below the threshold)."""
-        quiet = probabilities is None  # a quiet window counts as certain silence in the mean
-        self.history.append(np.eye(len(CLASSES))[SILENCE] if quiet else
+        """(state, probabilities [n_classes]); state: "quiet" (this window, by the energy gate),
+        "silence" (the model's), "crying" (with the reason's share of the cry at least the
+        threshold) or "uncertain". For crying states the probabilities are the reasons' shares."""
+        self.history.append(None if probabilities is None else
                             calibrate(np.asarray(probabilities)[None], self.calibration)[0])
-        mean = np.mean(self.history, axis=0)
-        if quiet or decide(mean[None], (self.calibration or {}).get("silence_threshold"))[0] == SILENCE:
-            return ("quiet" if quiet else "silence"), mean
-        return ("crying" if mean.max() >= self.threshold else "uncertain"), mean
+        heard = np.array([p for p in self.history if p is not None])
+        if probabilities is None or len(heard) == 0:
+            return "quiet", np.eye(len(CLASSES))[SILENCE]
+        silent = decide(heard, (self.calibration or {}).get("silence_threshold")) == SILENCE
+        if silent.mean() > 0.5:  # a tie stays crying: a missed cry costs a parent more than a false alarm
+            return "silence", heard.mean(axis=0)
+        reasons = heard[~silent].mean(axis=0)
+        reasons[SILENCE] = 0.0
+        reasons /= reasons.sum()
+        return ("crying" if reasons.max() >= self.threshold else "uncertain"), reasons
 
 
 class Episodes:

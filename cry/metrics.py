@@ -234,8 +234,9 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_
 
 def choose_uncertain_threshold(probabilities: np.ndarray, labels: np.ndarray, silence: int,
                                target_precision: float = 0.6, margin_over_prior: float = 0.1) -> float:
-    """Lowest top-probability at which reason claims on validation cries are right often enough,
-    so the live predictor says "uncertain" below it.
+    """Lowest top reason share (the reasons' probabilities of a cry, silence left out, as the
+    live predictor shows them) at which reason claims on validation cries are right often
+    enough, so the live predictor says "uncertain" below it.
 
     Often enough means at least target_precision, and at least margin_over_prior better than
     always naming the commonest reason: on this corpus "hungry" alone is right ~80% of the
@@ -245,7 +246,11 @@ def choose_uncertain_threshold(probabilities: np.ndarray, labels: np.ndarray, si
     cries = labels != silence
     if not cries.any():
         return 1.0
-    top, right = probabilities[cries].max(axis=1), probabilities[cries].argmax(axis=1) == labels[cries]
+    shares = np.delete(probabilities[cries], silence, axis=1)  # the reasons' shares of each cry, as live
+    shares = shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12)
+    top = shares.max(axis=1)
+    reason = shares.argmax(axis=1)
+    right = reason + (reason >= silence) == labels[cries]
     prior = np.bincount(labels[cries]).max() / cries.sum()
     needed = max(target_precision, prior + margin_over_prior)
     for threshold in np.unique(top):

@@ -56,14 +56,18 @@ def test_ring_buffer_keeps_newest_samples_across_odd_blocks_and_counts_overflows
 def test_decider_says_which_step_decided_and_smooths():
     cry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])    # hungry, sure
     vague = np.array([0.2, 0.25, 0.15, 0.1, 0.1, 0.1, 0.1])      # hungry, unsure
-    decider = rtp.Decider(threshold=0.5, smooth=2)
+    decider = rtp.Decider(threshold=0.6, smooth=2)
     assert decider.update(None)[0] == "quiet"  # None: the energy gate said quiet, no model call
-    state, mean = decider.update(cry)  # mean of certain silence and the cry: silence 0.525
-    assert state == "silence" and mean[SILENCE] == pytest.approx(0.525)
-    state, mean = decider.update(cry)
-    assert state == "crying" and CLASSES[mean.argmax()] == "hungry" and mean.max() == pytest.approx(0.7)
-    state, mean = decider.update(vague)  # one vague window lowers the mean below the threshold
-    assert state == "uncertain" and mean.max() == pytest.approx((0.7 + 0.25) / 2)
+    state, shares = decider.update(cry)  # a quiet window neither votes nor dilutes the reason
+    assert state == "crying" and CLASSES[shares.argmax()] == "hungry" and shares.max() == pytest.approx(0.7 / 0.95)
+    state, shares = decider.update(vague)  # one vague window lowers the mean share below the threshold
+    assert state == "uncertain" and shares.max() == pytest.approx((0.7 + 0.25) / (2 - 0.05 - 0.1))
+    assert shares[SILENCE] == 0 and shares.sum() == pytest.approx(1)
+    # one silent-sounding window among cries does not end the crying (majority of 4)
+    sure_silence = np.eye(len(CLASSES))[SILENCE] * 0.9 + 0.1 / len(CLASSES)
+    decider = rtp.Decider(threshold=0.5, smooth=4)
+    states = [decider.update(p)[0] for p in (cry, cry, sure_silence, cry, sure_silence, sure_silence, sure_silence)]
+    assert states == ["crying"] * 5 + ["silence"] * 2
     # temperature is applied before smoothing: T > 1 flattens a sure answer below the threshold
     assert rtp.Decider(0.5, {"temperature": 3.0}, smooth=1).update(cry)[0] == "uncertain"
     # with a fitted silence threshold, silence need not be the top class to win
