@@ -149,8 +149,7 @@ def two_level_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str,
     out = {"cry_vs_silence_auc": float(roc_auc_score(crying, 1 - probabilities[:, SILENCE]))
            if 0 < crying.sum() < len(labels) else float("nan")}
     reasons = [c for c in range(len(CLASSES)) if c != SILENCE]
-    p = probabilities[crying][:, reasons]
-    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    p = metrics.reason_shares(probabilities[crying])[:, reasons]
     y = np.searchsorted(reasons, labels[crying])
     present = np.unique(y)
     out["reasons_macro_auc"] = float(np.mean([roc_auc_score(y == c, p[:, c]) for c in present

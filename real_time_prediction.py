@@ -31,7 +31,7 @@ import numpy as np
 from cry.audio import resample, rms_dbfs
 from cry.features import window_to_image
 from cry.files import UserError, atomic_output, run_main
-from cry.metrics import decide
+from cry.metrics import decide, reason_shares
 from cry.model import calibrate, calibration_of, fastest_predictor, load_model, predict_probabilities
 from cry.params import CLASSES
 
@@ -186,9 +186,7 @@ class Decider:
         silent = decide(heard, (self.calibration or {}).get("silence_threshold")) == SILENCE
         if silent.mean() > 0.5:  # a tie stays crying: a missed cry costs a parent more than a false alarm
             return "silence", heard.mean(axis=0)
-        reasons = heard[~silent].mean(axis=0)
-        reasons[SILENCE] = 0.0
-        reasons /= reasons.sum()
+        reasons = reason_shares(heard[~silent].mean(axis=0))[0]
         return ("crying" if reasons.max() >= self.threshold else "uncertain"), reasons
 
 

@@ -20,15 +20,21 @@ def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
+def reason_shares(probabilities: np.ndarray, silence: int = CLASSES.index("silence")) -> np.ndarray:
+    """Each row's reasons as shares of the cry: the silence column zeroed, the rest summing to 1."""
+    shares = np.array(probabilities, dtype=float, ndmin=2)
+    shares[:, silence] = 0.0
+    return shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12)
+
+
 def decide(probabilities: np.ndarray, silence_threshold: float | None = None,
            silence: int = CLASSES.index("silence")) -> np.ndarray:
     """The predicted class of each row: the top class or, with a silence_threshold (fitted by
     fit_calibration), silence at or above it and otherwise the top reason."""
     predicted = probabilities.argmax(axis=1)
     if silence_threshold is not None:
-        reasons = np.delete(probabilities, silence, axis=1).argmax(axis=1)
         predicted = np.where(probabilities[:, silence] >= silence_threshold, silence,
-                             reasons + (reasons >= silence))
+                             reason_shares(probabilities, silence).argmax(axis=1))
     return predicted
 
 
@@ -108,9 +114,7 @@ def aggregate_recordings(probabilities, labels, recordings, babies, silence: int
     np.add.at(sums, inverse, probabilities)
     quiet = np.ones(len(unique))
     np.minimum.at(quiet, inverse, probabilities[:, silence])
-    reasons = [c for c in range(probabilities.shape[1]) if c != silence]
-    out = np.empty_like(sums)
-    out[:, reasons] = (1 - quiet)[:, None] * sums[:, reasons] / np.maximum(sums[:, reasons].sum(1, keepdims=True), 1e-12)
+    out = (1 - quiet)[:, None] * reason_shares(sums, silence)
     out[:, silence] = quiet
     return out, labels[first], babies[first], unique
 
@@ -246,11 +250,8 @@ def choose_uncertain_threshold(probabilities: np.ndarray, labels: np.ndarray, si
     cries = labels != silence
     if not cries.any():
         return 1.0
-    shares = np.delete(probabilities[cries], silence, axis=1)  # the reasons' shares of each cry, as live
-    shares = shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12)
-    top = shares.max(axis=1)
-    reason = shares.argmax(axis=1)
-    right = reason + (reason >= silence) == labels[cries]
+    shares = reason_shares(probabilities[cries], silence)  # as the live predictor shows them
+    top, right = shares.max(axis=1), shares.argmax(axis=1) == labels[cries]
     prior = np.bincount(labels[cries]).max() / cries.sum()
     needed = max(target_precision, prior + margin_over_prior)
     for threshold in np.unique(top):
