@@ -4,6 +4,7 @@ By default the corpus is downloaded from its public GitHub repository; --source 
 local copy instead. Every output name starts with the baby (app-install) id, so splits
 can keep each baby on one side. Files without a class, or that cannot be decoded, are not
 copied: each is printed with its reason, and the exit status is then 1 (else 0; 2 on error).
+The pretrained YAMNet is fetched too, into models/pretrained/ (--models-source takes a local copy).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from cry.audio import baby_id, decoder_reason, list_audio_files
 from cry.files import UserError, atomic_output, run_main
 from cry.params import CLASSES
+from cry.pretrained import PRETRAINED_DIR, fetch_pretrained
 
 CORPUS_URL = "https://github.com/gveres/donateacry-corpus/archive/refs/heads/master.zip"
 CLEANED_FOLDER = "donateacry_corpus_cleaned_and_updated_data"
@@ -157,9 +159,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("data/audio"), help="default: %(default)s")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/download"),
                         help="where the download is kept (default: %(default)s)")
+    parser.add_argument("--models-source", type=Path, help="local copy of the pretrained model folder "
+                        "(default: download YAMNet)")
+    parser.add_argument("--models-dir", type=Path, default=PRETRAINED_DIR, help="default: %(default)s")
     args = parser.parse_args(argv)
-    if args.source is not None and not args.source.is_dir():
-        raise UserError(f"{args.source}: no such folder")
+    for folder in (args.source, args.models_source):
+        if folder is not None and not folder.is_dir():
+            raise UserError(f"{folder}: no such folder")
+    fetch_pretrained(args.models_dir, args.models_source)
     if args.source is None:
         args.cache_dir.mkdir(parents=True, exist_ok=True)
     folder = find_cleaned_folder(args.source or download_corpus(args.cache_dir))

@@ -1,33 +1,36 @@
-"""LiteRT export and parity: runs export_model.py for float32, float16 and int8 weights, then
-reports file sizes against the Keras file and parity against the Keras model on test windows.
+"""LiteRT export and parity: exports float32, float16 and int8 weights as export_model.py does
+(cry.litert.export), then reports file sizes against the Keras file and parity against the
+Keras model on test windows.
 
-Writes the .tflite files beside the model (as export_model.py does); the figures go to the
-benchmark report. Exit status 1 when an export keeps the top class on fewer than 99%.
+Writes the .tflite files and their record beside the model; the figures go to the benchmark
+report. Exit status 1 when an export keeps the top class on fewer than 99%.
 
   python benchmarks/bench_export.py --model models/cry_model.keras
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from common import ROOT, print_table, target_row, update_report
 
-import export_model
+from cry.litert import export, parity_images
+from cry.model_files import data_dir_of, load_model
+from cry.params import DEFAULT_MODEL
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "cry_model.keras", help="default: %(default)s")
+    parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_MODEL, help="default: %(default)s")
+    parser.add_argument("--max-windows", type=int, default=400, help="test windows compared (default: %(default)s)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    status = export_model.main(["--model", str(args.model), "--weights", "float32", "float16", "int8",
-                                "--data-dir", str(ROOT / "data" / "spectrograms")])
+    model, info = load_model(args.model)
+    images = parity_images(info, ROOT / data_dir_of(info), args.max_windows)
+    figures = export(model, args.model, info["sha256"], images, ("float32", "float16", "int8"))
     seconds = time.perf_counter() - start
-    figures = json.loads((args.model.parent / f"{args.model.stem}_litert.json").read_text())
     keras_bytes = args.model.stat().st_size
     exports = figures["exports"]
     print_table(f"LiteRT exports of {args.model.name} ({keras_bytes / 1e6:.1f} MB), parity on "
@@ -44,7 +47,7 @@ def main(argv=None) -> int:
                    "litert_int8_max_abs_diff": exports["int8"]["max_abs_diff"],
                    "litert_int8_size_fraction": exports["int8"]["bytes"] / keras_bytes,
                    "litert_parity_windows": figures["windows"], "export_seconds": seconds})
-    return status
+    return 0 if all(r["argmax_agreement"] >= 0.99 for r in exports.values()) else 1
 
 
 if __name__ == "__main__":

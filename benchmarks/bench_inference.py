@@ -25,6 +25,7 @@ import numpy as np
 
 from cry.audio import audio_to_windows, list_audio_files, load_audio, resample
 from cry.features import window_to_image
+from cry.params import DEFAULT_AUDIO, DEFAULT_MODEL, Training
 
 MAX_DIFF = 1e-4  # float rounding, not a different model
 
@@ -33,7 +34,8 @@ def model_paths(model, threads: int) -> dict:
     """name -> function(images uint8 [1, size, size, 3]) -> probabilities [1, n_classes]."""
     import tensorflow as tf
 
-    from cry.model import LiteRTModel, predict_probabilities
+    from cry.litert import LiteRTModel
+    from cry.model import predict_probabilities
 
     traced = tf.function(lambda x: model(x, training=False), input_signature=[
         tf.TensorSpec((1, *model.input_shape[1:]), tf.uint8)])
@@ -53,7 +55,7 @@ def measure(name: str, model, images: np.ndarray, threads: int, calls: int) -> l
     rows = []
     for path, run in model_paths(model, threads).items():
         slow = path in ("model.predict", "model(x), eager")
-        seconds = time_calls(lambda: np.asarray(run(images[:1])), calls // 5 if slow else calls)
+        seconds = time_calls(lambda run=run: np.asarray(run(images[:1])), calls // 5 if slow else calls)
         probabilities = (np.concatenate([np.asarray(run(images[i:i + 1])) for i in range(len(images))])
                          if path == "tf.function, batch 1" else np.asarray(run(images)))
         rows.append([path, *median_p95_ms(seconds), None, float(np.abs(probabilities - reference).max()),
@@ -83,8 +85,8 @@ def audio_to_image_ms(audio_dir: Path, settings, device_rate: int, calls: int) -
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "cry_model.keras", help="default: %(default)s")
-    parser.add_argument("--audio-dir", type=Path, default=ROOT / "data" / "audio", help="default: %(default)s")
+    parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_MODEL, help="default: %(default)s")
+    parser.add_argument("--audio-dir", type=Path, default=ROOT / DEFAULT_AUDIO, help="default: %(default)s")
     parser.add_argument("--calls", type=int, default=100, help="timed calls per path (default: %(default)s)")
     parser.add_argument("--windows", type=int, default=200, help="test windows for parity (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="cores and threads (default: %(default)s)")
@@ -97,16 +99,17 @@ def main(argv=None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import export_model
-    from cry.model import build_model, load_model
+    from cry.litert import parity_images
+    from cry.model import build_model
+    from cry.model_files import data_dir_of, load_model
 
     model, info = load_model(args.model)
     settings = info["settings"]
-    images = export_model.test_images(info, ROOT / info.get("data_dir", "data/spectrograms"), args.windows)
+    images = parity_images(info, ROOT / data_dir_of(info), args.windows)
     arch = info.get("arch", "time")
     rows = measure(f"{args.model.name} ({arch})", model, images, args.threads, args.calls)
-    seed_rows = measure("seed architecture, untrained", build_model("seed", settings), images, args.threads,
-                        args.calls) if arch != "seed" else rows
+    seed_rows = measure("seed architecture, untrained", build_model(settings, Training(arch="seed")), images,
+                        args.threads, args.calls) if arch != "seed" else rows
     best, seed_best = fastest_with_parity(rows), fastest_with_parity(seed_rows)
     steps = audio_to_image_ms(args.audio_dir, settings, args.device_rate, args.calls)
     print_table("Audio -> image for one window", ["step", "median ms", "p95 ms"],

@@ -1,6 +1,7 @@
 """Preprocessing throughput in files per second over the corpus, against two references.
 
-  ours     preprocess_model.process_file: every window through window_to_image, one PNG each
+  ours     cry.data.recording_to_pngs (what preprocess_model.py runs): every window through
+           window_to_indices, one PNG each
   figure   the usual way: librosa mel -> specshow in a matplotlib figure -> savefig ->
            reload at 128x128 -> PNG (on every --figure-step'th file only: it is slow)
   floor    decode + resample + mel of the whole recording, no image, as usually written
@@ -18,7 +19,7 @@ take the cores, and CPU seconds per wall second says how many cores the workers 
 1 -> 2 worker figure far below 2 can be told apart from code that does not scale.
 
 Also checks that window_to_image gives, for every corpus window, the same pixels as the
-librosa reference (benchmarks/common.py), and that written PNGs read back to them.
+librosa reference (cry.features.reference_window_to_image), and that written PNGs read back to them.
 
   python benchmarks/bench_preprocess.py
 """
@@ -34,18 +35,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, print_table, reference_window_to_image, target_row, update_report
+from common import ROOT, print_table, target_row, update_report
 
 import numpy as np
 
-import preprocess_model
 from cry.audio import audio_to_windows, load_audio
-from cry.features import _mel_basis, png_to_image, window_to_image
-from cry.params import Settings
+from cry.data import find_recordings, recording_to_pngs
+from cry.features import mel_basis, png_to_image, reference_window_to_image, window_to_image
+from cry.params import DEFAULT_AUDIO, Settings
 
 
 def ours(job) -> None:
-    preprocess_model.process_file(job)
+    recording_to_pngs(job)
 
 
 def figure_method(job) -> None:
@@ -92,7 +93,7 @@ def floor_cached(job) -> None:
 
     wav, _, _, s = job
     audio = load_audio(wav, s)
-    _mel_basis(s) @ np.abs(librosa.stft(audio, n_fft=s.n_fft, hop_length=s.hop_length)) ** 2
+    mel_basis(s) @ np.abs(librosa.stft(audio, n_fft=s.n_fft, hop_length=s.hop_length)) ** 2
 
 
 def run_pool(method, jobs: list, workers: int) -> tuple[float, float]:
@@ -131,7 +132,7 @@ def check_images(jobs: list, written_dir: Path, png_step: int) -> tuple[int, int
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--audio-dir", type=Path, default=ROOT / "data" / "audio", help="default: %(default)s")
+    parser.add_argument("--audio-dir", type=Path, default=ROOT / DEFAULT_AUDIO, help="default: %(default)s")
     parser.add_argument("--out-dir", type=Path, help="where PNGs are written (default: a new folder in /dev/shm)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per method; the best counts (default: 3)")
     parser.add_argument("--figure-step", type=int, default=5, help="the figure method does every n-th file")
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
     out = args.out_dir or Path(tempfile.mkdtemp(prefix="cry-bench-", dir=ram_disk))
 
     def jobs_into(folder: str) -> list:
-        return preprocess_model.find_jobs(args.audio_dir, out / folder, settings)[0]
+        return find_recordings(args.audio_dir, out / folder, settings)[0]
 
     jobs = jobs_into("warm-up")
     if not jobs:

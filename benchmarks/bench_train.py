@@ -1,6 +1,6 @@
 """Training speed and memory on the full corpus: seconds per epoch and peak resident memory.
 
-Trains the default architecture for --epochs epochs through cry.model's own tf.data
+Trains the default architecture for --epochs epochs through cry.dataset's tf.data
 pipeline (PNGs decoded once and cached, shuffled, augmented, batched, prefetched) on the
 same baby-disjoint split as train_model.py. The first epoch also decodes every PNG into the
 cache and traces the graph; later epochs read the cache, so seconds per epoch is the mean
@@ -20,7 +20,9 @@ from common import ROOT, peak_rss_mb, print_table, target_row, update_report
 import keras
 
 from cry.data import index_spectrograms, read_settings, select, split_by_baby
-from cry.model import build_model, make_dataset
+from cry.dataset import evaluation_dataset, training_dataset
+from cry.model import build_model
+from cry.params import ARCHITECTURES, DEFAULT_SPECTROGRAMS, Training
 
 BUDGET_MB = 2048
 
@@ -42,10 +44,10 @@ class EpochTimer(keras.callbacks.Callback):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "spectrograms", help="default: %(default)s")
-    parser.add_argument("--arch", default="time", help="default: %(default)s")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / DEFAULT_SPECTROGRAMS, help="default: %(default)s")
+    parser.add_argument("--arch", choices=ARCHITECTURES, default=Training.arch, help="default: %(default)s")
     parser.add_argument("--epochs", type=int, default=3, help="the first fills the cache (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=Training.batch_size)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -53,10 +55,11 @@ def main(argv=None) -> int:
     windows = index_spectrograms(args.data_dir)
     split = split_by_baby(windows, args.seed)
     train, validation = select(windows, split["train"]), select(windows, split["validation"])
+    params = Training(arch=args.arch, batch_size=args.batch_size)
     keras.utils.set_random_seed(args.seed)
-    model = build_model(args.arch, settings)
-    train_ds = make_dataset(train.paths, train.labels, args.batch_size, training=True, seed=args.seed, settings=settings)
-    val_ds = make_dataset(validation.paths, validation.labels, args.batch_size)
+    model = build_model(settings, params)
+    train_ds = training_dataset(train.paths, train.labels, settings, params, args.seed)
+    val_ds = evaluation_dataset(validation.paths, validation.labels, params.batch_size)
     start_mb, timer = peak_rss_mb(), EpochTimer()
     model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[timer], verbose=0)
 

@@ -1,5 +1,4 @@
-"""What the benchmark scripts share: timing, the printed table, the JSON report, and the
-librosa reference of window_to_image that the fast one must match bit for bit."""
+"""What the benchmark scripts share: timing, the printed table and the JSON report."""
 from __future__ import annotations
 
 import json
@@ -10,7 +9,7 @@ import time
 from pathlib import Path
 
 # Before numpy is imported anywhere: parallelism comes from worker processes, and BLAS
-# threads fighting over 2 cores made one audio -> image step 4x slower.
+# threads fighting over 2 cores made one audio -> image step several times slower.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines would break up the tables
 
@@ -77,22 +76,3 @@ def update_report(values: dict, path: Path = REPORT) -> None:
     report.update({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in values.items()})  # 4 digits
     write_json(dict(sorted(report.items())), path)
     print(f"\n{len(values)} figures written to {path}")
-
-
-def reference_window_to_image(window: np.ndarray, settings) -> np.ndarray:
-    """window_to_image as first written, through librosa.stft and the whole mel basis.
-
-    Kept only to check that the fast version gives the same pixels. uint8 [size, size, 3].
-    """
-    import librosa
-
-    from cry.features import _mel_basis, colour_table
-
-    spectrum = np.abs(librosa.stft(np.asarray(window, np.float32), n_fft=settings.n_fft,
-                                   hop_length=settings.hop_length, center=True)) ** 2
-    with np.errstate(over="ignore", invalid="ignore"):
-        db = 10.0 * np.log10(np.maximum(_mel_basis(settings) @ spectrum[:, :settings.image_size], 1e-20))
-    db = np.nan_to_num(db, nan=-np.inf, posinf=settings.db_ceiling)
-    floor = settings.db_ceiling - settings.db_range
-    levels = ((np.clip(db, floor, settings.db_ceiling) - floor) / settings.db_range).astype(np.float32)
-    return colour_table(settings.colormap)[np.round(levels[::-1] * 255).astype(np.uint8)]

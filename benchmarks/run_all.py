@@ -17,6 +17,8 @@ from pathlib import Path
 
 from common import REPORT, ROOT, print_table
 
+from cry.params import DEFAULT_MODEL
+
 SCRIPTS = ("bench_preprocess.py", "bench_train.py", "bench_inference.py", "bench_export.py", "bench_live.py")
 REQUIRED = ("preprocess_speedup_vs_figure_method", "preprocess_fraction_of_floor",
             "preprocess_speedup_1_to_2_workers", "inference_speedup_vs_predict", "inference_ms_median",
@@ -25,15 +27,15 @@ REQUIRED = ("preprocess_speedup_vs_figure_method", "preprocess_fraction_of_floor
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "cry_model.keras", help="default: %(default)s")
+    parser.add_argument("--model", type=Path, default=ROOT / DEFAULT_MODEL, help="default: %(default)s")
     args = parser.parse_args(argv)
 
     REPORT.unlink(missing_ok=True)  # no figure survives from an older run
     here, rows, started = Path(__file__).parent, [], time.perf_counter()
     load_before = os.getloadavg()[0]
     for script in SCRIPTS:
-        command = [sys.executable, str(here / script)] + (["--model", str(args.model)]
-                                                          if script not in ("bench_preprocess.py", "bench_train.py") else [])
+        needs_model = script not in ("bench_preprocess.py", "bench_train.py")
+        command = [sys.executable, str(here / script)] + (["--model", str(args.model)] if needs_model else [])
         print(f"\n=== {script}", flush=True)
         start = time.perf_counter()
         status = subprocess.call(command, cwd=ROOT)

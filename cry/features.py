@@ -16,12 +16,11 @@ from cry.files import atomic_output
 from cry.params import Settings
 
 _FFT_BLOCK_FRAMES = 16  # STFT frames per FFT call: 256 KB of float64 work arrays
-_PNG_COLORMAP = Settings().colormap  # pictures in this colour map are written as palette PNGs
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_basis(settings: Settings) -> np.ndarray:
-    # mel_basis: float32 [n_mels, 1 + n_fft // 2]
+def mel_basis(settings: Settings) -> np.ndarray:
+    """librosa's mel filter bank for the settings. Returns float32 [n_mels, 1 + n_fft // 2]."""
     return librosa.filters.mel(sr=settings.sample_rate_hz, n_fft=settings.n_fft, n_mels=settings.n_mels,
                                fmin=settings.fmin_hz, fmax=settings.fmax_hz).astype(np.float32)
 
@@ -31,7 +30,7 @@ def _used_mel_basis(settings: Settings) -> np.ndarray:
     """The mel basis cut after its last non-zero column: with fmax 4 kHz only 372 of 1025
     FFT bins carry weight, so the rest need no magnitude and no multiply.
     Returns float32 [n_mels, n_used_bins], C-contiguous."""
-    basis = _mel_basis(settings)
+    basis = mel_basis(settings)
     used = int(np.nonzero(basis.any(axis=0))[0].max()) + 1 if basis.any() else 1
     return np.ascontiguousarray(basis[:, :used])
 
@@ -47,6 +46,14 @@ def colour_table(colormap: str) -> np.ndarray:
     """uint8 [256, 3]: the colour of each level index, 0 = the dB floor, 255 = the ceiling."""
     rgba = matplotlib.colormaps[colormap](np.linspace(0.0, 1.0, 256))
     return np.round(rgba[:, :3] * 255).astype(np.uint8)
+
+
+def pack_rgb(rgb):
+    """Each pixel's colour as one number 0xRRGGBB, to look colours up in a table.
+
+    rgb: an integer numpy array or TensorFlow tensor [..., 3], of a type wide enough (int32, int64).
+    """
+    return rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
 
 
 def window_to_levels(window: np.ndarray, settings: Settings) -> np.ndarray:
@@ -129,8 +136,8 @@ def indices_to_png(indices: np.ndarray, colormap: str, path: str | os.PathLike) 
 
     Readers (png_to_image, tf.io.decode_png with channels=3) expand it to exactly the RGB
     pixels of window_to_image. A palette PNG is a third of the bytes of RGB, and spectrogram
-    pixels barely compress (deflate level 1 saves 13%), so the data is stored, not
-    compressed: 3x faster to write than level 1 (benchmarks/bench_preprocess.py).
+    pixels barely compress, so the data is stored, not compressed: faster to write than any
+    deflate level (benchmarks/bench_preprocess.py measures it).
     """
     picture = Image.fromarray(np.asarray(indices, np.uint8), mode="P")
     picture.putpalette(colour_table(colormap).tobytes())
@@ -138,35 +145,23 @@ def indices_to_png(indices: np.ndarray, colormap: str, path: str | os.PathLike) 
         picture.save(tmp, format="PNG", compress_level=0)
 
 
-def image_to_png(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write any RGB image atomically; one drawn only in the default colour map is stored as
-    a palette PNG (indices_to_png), others as RGB."""
-    index = _palette_index(image, _PNG_COLORMAP)
-    if index is not None:
-        return indices_to_png(index, _PNG_COLORMAP, path)
-    with atomic_output(Path(path)) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG", compress_level=1)
-
-
-@functools.lru_cache(maxsize=8)
-def _colour_lookup(colormap: str) -> np.ndarray:
-    # lookup: uint8 [2**24], packed 0xRRGGBB -> its index in the colour table (16 MB, mostly untouched)
-    table = colour_table(colormap).astype(np.int32)
-    lookup = np.zeros(1 << 24, np.uint8)
-    lookup[(table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2]] = np.arange(256, dtype=np.uint8)
-    return lookup
-
-
-def _palette_index(image: np.ndarray, colormap: str) -> np.ndarray | None:
-    """Colour-table indices uint8 [H, W] of an RGB image drawn only in that colour map, else None."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        return None
-    rgb = image.astype(np.int32)
-    index = _colour_lookup(colormap)[(rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]]
-    return index if np.array_equal(np.take(colour_table(colormap), index, axis=0), image) else None
-
-
 def png_to_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a PNG written by image_to_png. Returns uint8 [H, W, 3]."""
+    """Read a PNG (indices_to_png's, or any other) as RGB. Returns uint8 [H, W, 3]."""
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def reference_window_to_image(window: np.ndarray, settings: Settings) -> np.ndarray:
+    """window_to_image as first written, through librosa.stft and the whole mel basis.
+
+    Kept only to check that the fast version gives the same pixels (tests, benchmarks).
+    Returns uint8 [size, size, 3].
+    """
+    spectrum = np.abs(librosa.stft(np.asarray(window, np.float32), n_fft=settings.n_fft,
+                                   hop_length=settings.hop_length, center=True)) ** 2
+    with np.errstate(over="ignore", invalid="ignore"):
+        db = 10.0 * np.log10(np.maximum(mel_basis(settings) @ spectrum[:, :settings.image_size], 1e-20))
+    db = np.nan_to_num(db, nan=-np.inf, posinf=settings.db_ceiling)
+    floor = settings.db_ceiling - settings.db_range
+    levels = ((np.clip(db, floor, settings.db_ceiling) - floor) / settings.db_range).astype(np.float32)
+    return colour_table(settings.colormap)[np.round(levels[::-1] * 255).astype(np.uint8)]

@@ -1,12 +1,24 @@
-"""All settings in one frozen object, saved with every spectrogram folder and every model."""
+"""All settings in two frozen objects: what the model sees (Settings), and how it is built and
+trained (Training); both are saved with every model, Settings also with every spectrogram folder."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from pathlib import Path
 
 from cry.files import UserError
 
 # The order is part of the model: output unit i is CLASSES[i].
 CLASSES = ("belly_pain", "hungry", "cold_hot", "tired", "silence", "discomfort", "burping")
+
+# Where the scripts read and write by default.
+DEFAULT_AUDIO = Path("data/audio")
+DEFAULT_SPECTROGRAMS = Path("data/spectrograms")
+DEFAULT_MODEL = Path("models/cry_model.keras")
+
+ARCHITECTURES = ("seed", "time")
+BALANCES = ("weights", "sampling")
+AUGMENTATIONS = ("none", "spec", "mix")  # none; masks + time shift; that + gain + mixing with silence
 
 # Bump when window_to_image changes in a way settings do not capture: old PNGs and models
 # then refuse to load instead of silently disagreeing with live features.
@@ -57,7 +69,7 @@ class Settings:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Settings":
+    def from_dict(cls, d: dict) -> Settings:
         """Strict: unknown or missing fields mean another code version made the file (except
         fields added later whose default reproduces what that version did)."""
         names = {f.name for f in dataclasses.fields(cls)}
@@ -69,7 +81,7 @@ class Settings:
         d = dict(d, classes=tuple(d["classes"]))
         return cls(**d)
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
@@ -117,3 +129,67 @@ def parse_overrides(pairs: list[str], base: Settings | None = None) -> Settings:
     if not 0 <= settings.fmin_hz < settings.fmax_hz <= settings.sample_rate_hz / 2:
         raise SettingsMismatch("--set: need 0 <= fmin_hz < fmax_hz <= sample_rate_hz / 2")
     return settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """Every hyperparameter of the model and its training; the scripts' options default to these."""
+
+    arch: str = "time"                   # "time" reads the spectrogram in time order; "seed" as first specified
+    epochs: int = 30                     # at most
+    patience: int = 8                    # epochs without a better validation macro-F1 before stopping
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    balance: str = "sampling"            # "sampling": balanced batches; "weights": class weights
+    augment: str = "spec"                # one of AUGMENTATIONS, training data only
+    filters: tuple = (32, 64, 128)       # of the three Conv2D/MaxPool blocks
+    lstm_units: int = 64                 # each of the two LSTMs
+    dense_units: int = 64
+    dropout: float = 0.5
+    repeat_steps: int = 16               # "seed": how often RepeatVector repeats the flat vector
+    shuffle_buffer: int = 256            # per class, in balanced sampling
+    max_time_mask: int = 20              # SpecAugment: widest band of time columns set to the floor
+    max_freq_mask: int = 16              # ... and of mel rows
+    max_shift: int = 16                  # circular time shift, columns either way
+    max_gain_db: float = 6.0             # "mix": random gain
+    mix_snrs_db: tuple = (0.0, 5.0, 10.0, 20.0)  # "mix": a cry over real silence at one of these
+    mix_probability: float = 0.5         # "mix": share of windows that get silence mixed in
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Training:
+        """As saved in a model's JSON; fields added since keep their defaults."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def replace(self, **changes) -> Training:
+        return dataclasses.replace(self, **changes)
+
+
+_TRAINING_OPTIONS = {  # option: help; choices and defaults come from Training
+    "arch": ("'time' reads the spectrogram in time order; 'seed' is the original", ARCHITECTURES),
+    "epochs": ("at most", None),
+    "patience": ("early-stopping epochs", None),
+    "batch_size": ("", None),
+    "learning_rate": ("", None),
+    "balance": ("balanced sampling or class weights, training data only (weights collapsed some folds to "
+                "one class in cross-validation)", BALANCES),
+    "augment": ("training data only: none; spec = time/frequency masks + time shift; mix = spec + gain + "
+                "mixing with real silence at 0-20 dB SNR", AUGMENTATIONS),
+}
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """--arch, --epochs, --patience, --batch-size, --learning-rate, --balance, --augment,
+    defaulting to Training's values, for every script that trains."""
+    defaults = Training()
+    for name, (text, choices) in _TRAINING_OPTIONS.items():
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), choices=choices, default=default,
+                            help=f"{text}{' ' if text else ''}(default: %(default)s)")
+
+
+def training_from_args(args: argparse.Namespace) -> Training:
+    """The Training given by add_training_arguments' options; the rest stays at its default."""
+    return Training(**{name: getattr(args, name) for name in _TRAINING_OPTIONS})

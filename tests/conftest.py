@@ -1,7 +1,10 @@
-"""Shared fixtures: the real corpus copy beside the repository, and generated audio."""
+"""Shared fixtures: the real corpus copy beside the repository, made once per session into
+audio, spectrograms and a short-trained model through the scripts; generated audio; the
+virtual microphone."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CORPUS = Path(os.environ.get("CRY_CORPUS", ROOT.parent / "shared" / "donateacry-corpus"))
+# The local copy of the pretrained models (no internet here): prepare_data.py takes it with --models-source.
+PRETRAINED = Path(os.environ.get("CRY_PRETRAINED", ROOT.parent / "shared" / "models"))
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +24,52 @@ def corpus() -> Path:
     if not (CORPUS / "donateacry_corpus_cleaned_and_updated_data").is_dir():
         pytest.skip(f"Donate-a-Cry corpus not found at {CORPUS} (set CRY_CORPUS)")
     return CORPUS
+
+
+def run_script(*args, ok=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """python <script> <args> from the repository root, as a user runs it; never a traceback,
+    and with ok, an exit status among those."""
+    done = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
+    if ok is not None:
+        assert done.returncode in ok, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="session")
+def corpus_audio(corpus, tmp_path_factory) -> Path:
+    """The corpus as prepare_data.py lays it out (<class>/*.wav, with silence clips), made once."""
+    audio = tmp_path_factory.mktemp("corpus") / "audio"
+    run_script("prepare_data.py", "--source", corpus, "--out-dir", audio, "--models-source", PRETRAINED,
+               "--models-dir", audio.parent / "pretrained", ok=(0,))
+    return audio
+
+
+@pytest.fixture(scope="session")
+def spectrograms(corpus_audio) -> Path:
+    """corpus_audio through preprocess_model.py: <class>/<recording>_w<k>.png and settings.json."""
+    out = corpus_audio.parent / "spectrograms"
+    run_script("preprocess_model.py", "--audio-dir", corpus_audio, "--out-dir", out, ok=(0,))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_model(spectrograms) -> Path:
+    """models/m.keras (+ .json, _curves.png) trained by train_model.py for one epoch on spectrograms.
+    Shared: copy it before changing it or anything beside it."""
+    model = spectrograms.parent / "models" / "m.keras"
+    run_script("train_model.py", "--data-dir", spectrograms, "--model", model, "--epochs", "1", ok=(0,))
+    return model
+
+
+@pytest.fixture(scope="session")
+def fresh_model():
+    """A freshly built (untrained) default model with the default settings; do not train it."""
+    from cry.model import build_model
+    from cry.params import Settings
+
+    return build_model(Settings())
 
 
 def tone(freq_hz: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
@@ -32,7 +83,6 @@ def tone(freq_hz: float, seconds: float, rate: int, amplitude: float = 0.5) -> n
 # one machine never stop each other's), unless VMIC_DIR names one that is already running.
 # PULSE_SERVER must be set before PortAudio initialises (import sounddevice), hence at import time.
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import threading  # noqa: E402
 
 VMIC_SCRIPT = ROOT / "scripts" / "virtual-mic.sh"

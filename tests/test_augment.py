@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from cry.features import colour_table, indices_to_png, png_to_image, window_to_indices
-from cry.model import make_dataset
-from cry.params import CLASSES, Settings
+from cry.dataset import evaluation_dataset, training_dataset
+from cry.decision import SILENCE
+from cry.features import colour_table, indices_to_png, pack_rgb, png_to_image, window_to_indices
+from cry.params import CLASSES, Settings, Training
 
 S = Settings()
-HUNGRY, SILENCE = CLASSES.index("hungry"), CLASSES.index("silence")
+HUNGRY = CLASSES.index("hungry")
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +33,23 @@ def epoch(ds) -> np.ndarray:
 
 
 def levels(images: np.ndarray) -> np.ndarray:
-    """Colour-table index of every pixel (the images are drawn in the colour map)."""
-    table = colour_table(S.colormap).astype(int)
-    packed = {tuple(c): i for i, c in reversed(list(enumerate(table)))}
-    return np.vectorize(lambda r, g, b: packed[(r, g, b)])(*np.moveaxis(images.astype(int), -1, 0))
+    """Colour-table index of every pixel (the images are drawn in the colour map; the first
+    index where a colour repeats)."""
+    keys, first = np.unique(pack_rgb(colour_table(S.colormap).astype(np.int64)), return_index=True)
+    packed = pack_rgb(images.astype(np.int64))
+    assert np.isin(packed, keys).all()
+    return first[np.searchsorted(keys, packed)]
 
 
 def test_evaluation_data_is_the_png_pixels(pngs):
     paths, labels = pngs
-    images = epoch(make_dataset(paths, labels, batch_size=4))
+    images = epoch(evaluation_dataset(paths, labels, batch_size=4))
     assert all(np.array_equal(image, png_to_image(p)) for image, p in zip(images, paths))
 
 
 def test_spec_augment_masks_at_the_floor_and_draws_anew_each_epoch(pngs):
     paths, labels = pngs
-    ds = make_dataset(paths, labels, 4, training=True, augment="spec", balance="weights", settings=S)
+    ds = training_dataset(paths, labels, S, Training(batch_size=4, augment="spec", balance="weights"))
     first, second = epoch(ds), epoch(ds)
     assert first.shape == (len(paths), S.image_size, S.image_size, 3) and first.dtype == np.uint8
     assert not np.array_equal(first, second)
@@ -57,8 +60,8 @@ def test_spec_augment_masks_at_the_floor_and_draws_anew_each_epoch(pngs):
 def test_mixing_with_silence_lifts_the_quiet_parts_of_a_tone(pngs):
     paths, labels = pngs
     hungry = labels == HUNGRY
-    plain = levels(epoch(make_dataset(paths[hungry], labels[hungry], 6)))
-    ds = make_dataset(paths, labels, 12, training=True, augment="mix", balance="weights", settings=S)
+    plain = levels(epoch(evaluation_dataset(paths[hungry], labels[hungry], 6)))
+    ds = training_dataset(paths, labels, S, Training(batch_size=12, augment="mix", balance="weights"))
     mixed = np.concatenate([levels(x.numpy()[y.numpy().argmax(1) == HUNGRY]) for x, y in ds])
     quiet = plain[0] < 40  # away from the tone; half the pictures get silence mixed in
     lifted = [np.median(m[quiet]) for m in mixed]

@@ -4,14 +4,12 @@ The corpus comes from badcorpus.py. Every good file must become complete PNGs; e
 must be named once, with its reason, on stdout and in skipped.csv; no traceback anywhere.
 """
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from badcorpus import FOLDER_KINDS, cry, make_bad_corpus, write
-from conftest import ROOT
+from conftest import PRETRAINED, run_script
 from PIL import Image
 from robustness_summary import record
 
@@ -21,15 +19,8 @@ from cry.params import Settings
 S = Settings()
 
 
-def run(*args):
-    done = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
-    return done
-
-
 def preprocess(audio: Path, out: Path):
-    return run("preprocess_model.py", "--audio-dir", audio, "--out-dir", out, "--workers", "2")
+    return run_script("preprocess_model.py", "--audio-dir", audio, "--out-dir", out, "--workers", "2")
 
 
 def complete_png(path: Path) -> bool:
@@ -146,7 +137,8 @@ def test_nothing_to_do_is_exit_2_with_one_line(tmp_path, layout):
 
 def test_prepare_data_copies_decodable_files_and_names_the_rest(tmp_path):
     cases = make_bad_corpus(tmp_path / "source")
-    done = run("prepare_data.py", "--source", tmp_path / "source", "--out-dir", tmp_path / "audio")
+    done = run_script("prepare_data.py", "--source", tmp_path / "source", "--out-dir", tmp_path / "audio",
+                      "--models-source", PRETRAINED, "--models-dir", tmp_path / "pretrained")
     skipped = {line.split(": ")[1] for line in done.stdout.splitlines() if line.startswith("skipped: ")}
     copied = {p.name for p in (tmp_path / "audio").rglob("*") if p.is_file()}
     source = {c.path: str(tmp_path / "source" / c.path) for c in cases}

@@ -7,19 +7,19 @@ import pytest
 from conftest import tone
 
 import export_model
-from benchmarks.common import reference_window_to_image
-from cry.features import image_to_png, window_to_image
+from cry.features import indices_to_png, reference_window_to_image, window_to_image, window_to_indices
 from cry.files import write_json
-from cry.model import (ARCHITECTURES, LiteRTModel, build_model, fastest_predictor, load_model, predict_probabilities,
-                       save_model, to_litert)
-from cry.params import CLASSES, Settings
+from cry.litert import LiteRTModel, fastest_predictor, to_litert
+from cry.model import build_model, predict_probabilities
+from cry.model_files import load_model, save_model
+from cry.params import ARCHITECTURES, CLASSES, Settings, Training
 
 SMALL = Settings(image_size=32)
 
 
 def decisive_model(arch: str):
     """A fresh model whose softmax is sharpened, so top classes differ by clear margins."""
-    model = build_model(arch, SMALL)
+    model = build_model(SMALL, Training(arch=arch))
     last = model.get_layer("probabilities")
     last.kernel.assign(last.kernel * 30.0)
     return model
@@ -56,11 +56,18 @@ def test_predict_probabilities_matches_model_call():
     assert predict_probabilities(model, x[:0]).shape == (0, len(CLASSES))
 
 
+def tiny_spectrograms(data) -> None:
+    """One window PNG of noise per class, each from its own baby, as preprocessing writes them."""
+    write_json(SMALL.to_dict(), data / "settings.json")
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(CLASSES):
+        window = rng.normal(0, 0.1 * (k + 1), SMALL.window_samples).astype(np.float32)
+        indices_to_png(window_to_indices(window, SMALL), SMALL.colormap, data / name / f"{k:036d}_w0.png")
+
+
 def test_export_script_writes_files_and_checks_parity(tmp_path):
     data = tmp_path / "spectrograms"
-    write_json(SMALL.to_dict(), data / "settings.json")
-    for k, name in enumerate(CLASSES):  # one window per class, each from its own baby
-        image_to_png(images(1, seed=k)[0], data / name / f"{k:036d}_w0.png")
+    tiny_spectrograms(data)
     model_path = tmp_path / "tiny.keras"
     save_model(decisive_model("time"), SMALL, {"data_dir": str(data)}, model_path)
 
@@ -72,9 +79,7 @@ def test_export_script_writes_files_and_checks_parity(tmp_path):
 
 def test_export_elsewhere_is_found_and_one_kind_keeps_the_others(tmp_path):
     data = tmp_path / "spectrograms"
-    write_json(SMALL.to_dict(), data / "settings.json")
-    for k, name in enumerate(CLASSES):
-        image_to_png(images(1, seed=k)[0], data / name / f"{k:036d}_w0.png")
+    tiny_spectrograms(data)
     model_path = tmp_path / "models" / "tiny.keras"
     save_model(decisive_model("time"), SMALL, {"data_dir": str(data)}, model_path)
     out = tmp_path / "exports"

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import real_time_prediction as rtp
+from cry import live
 from cry.audio import load_audio, resample, rms_dbfs
+from cry.decision import (Decider, Episodes, WindowScores, WindowState, reason_shares,
+                          top_guesses)
 from cry.params import CLASSES, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = [sys.executable, str(ROOT / "real_time_prediction.py")]
-SILENCE = CLASSES.index("silence")
 # Live vs offline probabilities of the same window may differ by this much. Measured: 0.005
 # (16-bit samples in PulseAudio, resampling per window instead of per file). For scale, with
 # the probe model below: windows of one recording differ by up to ~0.75, and the same windows
@@ -36,7 +37,7 @@ def flags(overflow=False):
 
 def test_ring_buffer_keeps_newest_samples_across_odd_blocks_and_counts_overflows():
     stream = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
-    ring = rtp.RingBuffer(1000, keep=True)
+    ring = live.RingBuffer(1000, keep=True)
     window, end = ring.read_last(300)
     assert end == 0 and not window.any()  # before any sample: zeros
     position = 0
@@ -53,38 +54,54 @@ def test_ring_buffer_keeps_newest_samples_across_odd_blocks_and_counts_overflows
     np.testing.assert_array_equal(np.concatenate(ring.kept)[-1000:], stream[position - 1000:position])
 
 
-def test_decider_says_which_step_decided_and_smooths():
-    cry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])    # hungry, sure
-    vague = np.array([0.2, 0.25, 0.15, 0.1, 0.1, 0.1, 0.1])      # hungry, unsure
-    decider = rtp.Decider(threshold=0.6, smooth=2)
-    assert decider.update(None)[0] == "quiet"  # None: the energy gate said quiet, no model call
-    state, shares = decider.update(cry)  # a quiet window neither votes nor dilutes the reason
-    assert state == "crying" and CLASSES[shares.argmax()] == "hungry" and shares.max() == pytest.approx(0.7 / 0.95)
-    state, shares = decider.update(vague)  # one vague window lowers the mean share below the threshold
-    assert state == "uncertain" and shares.max() == pytest.approx((0.7 + 0.25) / (2 - 0.05 - 0.1))
-    assert shares[SILENCE] == 0 and shares.sum() == pytest.approx(1)
-    # one silent-sounding window among cries does not end the crying (majority of 4)
-    sure_silence = np.eye(len(CLASSES))[SILENCE] * 0.9 + 0.1 / len(CLASSES)
-    decider = rtp.Decider(threshold=0.5, smooth=4)
-    states = [decider.update(p)[0] for p in (cry, cry, sure_silence, cry, sure_silence, sure_silence, sure_silence)]
-    assert states == ["crying"] * 5 + ["silence"] * 2
-    # temperature is applied before smoothing: T > 1 flattens a sure answer below the threshold
-    assert rtp.Decider(0.5, {"temperature": 3.0}, smooth=1).update(cry)[0] == "uncertain"
-    # with a fitted silence threshold, silence need not be the top class to win
-    faint = np.array([0.1, 0.3, 0.1, 0.1, 0.2, 0.1, 0.1])  # silence 0.2, second to hungry
-    assert rtp.Decider(0.5, {"temperature": 1.0, "silence_threshold": 0.15}, smooth=1).update(faint)[0] == "silence"
-    assert rtp.Decider(0.5, {"temperature": 1.0, "silence_threshold": 0.25}, smooth=1).update(faint)[0] != "silence"
+def scores(cry_probability, reasons=None, level=-20.0, heard="crying"):
+    return WindowScores(level, cry_probability, heard, None if reasons is None else np.asarray(reasons, float))
+
+
+def test_decider_votes_over_heard_windows_and_claims_a_reason_only_when_allowed():
+    hungry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])
+    decider = Decider(cry_threshold=0.5, reason_threshold=0.6, claim_reasons=True, smooth=4)
+    quiet = decider.update(WindowScores(-70.0))  # the energy gate: no model call, no vote
+    assert (quiet.state, quiet.heard, quiet.cry_probability) == ("quiet", "quiet", None)
+    state = decider.update(scores(0.9, hungry))
+    assert state.state == "crying" and state.reason == "hungry"
+    assert state.guesses[0] == ("hungry", pytest.approx(0.7 / 0.95, abs=1e-3)) and len(state.guesses) == 3
+    # one window that is not a cry among cries does not end the crying (majority of 4, a tie stays crying)
+    states = [decider.update(s).state for s in (scores(0.9, hungry), scores(0.1, heard="speech"),
+                                                 scores(0.1, heard="speech"), scores(0.1, heard="speech"))]
+    assert states == ["crying", "crying", "crying", "not_crying"]
+    assert decider.update(scores(0.1, heard="music")).heard == "music"  # says what was heard
+    # not allowed to claim (no held-out skill): "reason uncertain" with the top guesses, whatever the share
+    unsure = Decider(0.5, reason_threshold=0.6, claim_reasons=False, smooth=1).update(scores(0.9, hungry))
+    assert unsure.reason is None and unsure.reason_text.startswith("reason uncertain (hungry 0.74")
+    # allowed, but the share is below the threshold fitted on validation: uncertain too
+    vague = np.array([0.2, 0.25, 0.15, 0.1, 0.1, 0.1, 0.1])
+    assert Decider(0.5, 0.6, True, smooth=1).update(scores(0.9, vague)).reason is None
+    # the threshold is strict: at it, not crying
+    assert Decider(0.5, smooth=1).update(scores(0.5, hungry)).state == "not_crying"
+
+
+def window_state(state, t, reasons=None):
+    guesses = () if reasons is None else tuple(top_guesses(reason_shares(reasons)[0]))
+    return WindowState(1000.0 + t, t, state, -20.0, "crying" if state == "crying" else "speech", 0.5, None, guesses)
 
 
 def test_episodes_start_and_end_with_the_reason_over_the_episode():
-    episodes, hungry, tired = rtp.Episodes(), np.eye(7)[1] * 0.6 + 0.4 / 7, np.eye(7)[3] * 0.9 + 0.1 / 7
-    assert episodes.update(0.0, "quiet", None) is None
-    assert episodes.update(1.0, "uncertain", hungry)[:3] == (1.0, "start", "hungry")
+    episodes = Episodes(reason_threshold=0.5, claim_reasons=True)
+    hungry, tired = np.eye(7)[1] * 0.6 + 0.4 / 7, np.eye(7)[3] * 0.9 + 0.1 / 7
+    assert episodes.update(window_state("quiet", 0.0)) is None
+    start = episodes.update(window_state("crying", 1.0, hungry))
+    assert (start.kind, start.stream_start_seconds, start.end) == ("start", 1.0, None)
     for t in (1.5, 2.0, 2.5):
-        assert episodes.update(t, "crying", tired) is None
-    seconds, event, reason, probability = episodes.update(3.0, "silence", np.eye(7)[SILENCE])
-    assert (seconds, event, reason, episodes.count) == (3.0, "end", "tired", 1)
-    assert 0.5 < probability < 0.9
+        assert episodes.update(window_state("crying", t, tired)) is None
+    end = episodes.update(window_state("not_crying", 3.0))
+    assert (end.kind, end.reason, end.duration_seconds, end.start, end.end, episodes.count) == (
+        "end", "tired", 2.0, 1001.0, 1003.0, 1)
+    assert episodes.close(1004.0, 4.0) is None  # nothing open
+    closed = Episodes(0.5, claim_reasons=False)
+    closed.update(window_state("crying", 5.0, hungry))
+    last = closed.close(1009.0, 9.0)  # listening ended mid-cry: the episode ends there
+    assert (last.kind, last.duration_seconds, last.reason, last.guesses[0][0]) == ("end", 4.0, None, "hungry")
 
 
 def test_missing_portaudio_is_one_clear_line(monkeypatch):
@@ -95,26 +112,26 @@ def test_missing_portaudio_is_one_clear_line(monkeypatch):
 
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
-    with pytest.raises(rtp.UserError, match="install it .*libportaudio2"):
-        rtp.import_sounddevice()
+    with pytest.raises(live.UserError, match="install it .*libportaudio2"):
+        live.import_sounddevice()
 
 
 class Stalled:
     """An input stream that is still 'active' but delivers nothing, like an unplugged USB microphone."""
-    samplerate, active, ring = 8000, True, rtp.RingBuffer(8000)
+    samplerate, active, fast, ring = 8000, True, False, live.RingBuffer(8000)
 
 
 def test_listen_classifies_every_hop_of_a_file_and_notices_a_stalled_device(monkeypatch, tmp_path):
     rate, audio = 8000, np.random.default_rng(1).uniform(-0.5, 0.5, 8000 * 5).astype(np.float32)
     sf.write(tmp_path / "x.wav", audio, rate, subtype="FLOAT")
-    source = rtp.FileSource(tmp_path / "x.wav", ring_seconds=6, fast=True)
+    source = live.file_source(tmp_path / "x.wav", fast=True)
     seen = []
-    why = rtp.listen(source, lambda window: window, 3.0, 0.5, on_window=lambda end, w: seen.append((end, w)))
+    why = live.listen(source, lambda end, w: seen.append((end, w.copy())), 3.0, 0.5)
     assert why == "ended" and [end for end, _ in seen] == [24000, 28000, 32000, 36000, 40000]
     for end, window in seen:  # the window is exactly the file's samples, whatever the block size
         np.testing.assert_array_equal(window, audio[end - 24000:end])
-    monkeypatch.setattr(rtp, "STALL_SECONDS", 0.2)
-    assert rtp.listen(Stalled(), lambda w: w, 3.0, 0.5, on_window=None) == "stalled"
+    monkeypatch.setattr(live, "STALL_SECONDS", 0.2)
+    assert live.listen(Stalled(), None, 3.0, 0.5) == "stalled"
 
 
 # ---- the script, with a probe model ---------------------------------------------------------
@@ -126,7 +143,7 @@ def probe_model(tmp_path_factory):
     import keras
     from keras import layers
 
-    from cry.model import load_model, save_model
+    from cry.model_files import load_model, save_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((128, 128, 3))
@@ -169,13 +186,14 @@ def test_file_mode_matches_offline_and_refuses_a_broken_model(probe_model, corpu
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"wrote {tmp_path / 'log.csv'}" in done.stderr
     rows = [r for r in read_trace(tmp_path / "trace.csv") if r["state"] != "quiet"]
-    rate = int(rows[0]["rate_hz"])
-    assert rate == sf.info(wav).samplerate and len(rows) >= 5
-    live = np.array([[float(r[c]) for c in CLASSES] for r in rows])
-    ends = [round(int(r["end_sample"]) * settings.sample_rate_hz / rate) for r in rows]
+    rate = sf.info(wav).samplerate
+    assert len(rows) >= 5
+    heard = np.array([[float(r[c]) for c in CLASSES] for r in rows])
+    ends = [round(float(r["stream_seconds"]) * settings.sample_rate_hz) for r in rows]
     offline = offline_probabilities(model, load_audio(wav, settings), ends, settings)
     # Same samples, only resampled per window instead of per file: differences are tiny.
-    assert np.abs(live - offline).max() < 0.01
+    assert np.abs(heard - offline).max() < 0.01
+    assert rate != settings.sample_rate_hz  # so the comparison covers the resampling
 
     (tmp_path / "probe.keras").write_bytes(path.read_bytes())  # a model without its JSON
     done = subprocess.run([*SCRIPT, "--model", str(tmp_path / "probe.keras"), "--file", str(wav)],
@@ -231,14 +249,14 @@ def test_live_microphone_matches_offline_predictions_and_reports_silence(mic_fee
     assert np.corrcoef(segment, reference)[0, 1] > 0.99, "the virtual microphone did not carry the recording"
 
     rows = read_trace(trace)
-    assert all(int(r["rate_hz"]) == rate for r in rows) and len(rows) >= 20
-    ends = np.array([int(r["end_sample"]) for r in rows])
+    assert len(rows) >= 20
+    ends = np.array([round(float(r["stream_seconds"]) * rate) for r in rows])
     window = int(settings.window_seconds * rate)
     before = [r for r, e in zip(rows, ends) if e <= lag]  # nothing but the feed's digital silence
     after = [r for r, e in zip(rows, ends) if e - window >= lag + len(reference)]
     assert len(before) >= 1 and len(after) >= 1
     assert all(r["state"] == "quiet" for r in before + after)
-    assert sum("silence (quiet" in line for line in out.splitlines()) >= len(before) + len(after)
+    assert sum(" quiet (" in line for line in out.splitlines()) >= len(before) + len(after)
 
     # The live per-window probabilities equal the offline ones of the same recording, placed at the lag.
     heard_rows = [(r, e) for r, e in zip(rows, ends) if r["state"] != "quiet"]
@@ -247,10 +265,10 @@ def test_live_microphone_matches_offline_predictions_and_reports_silence(mic_fee
     audio = np.concatenate([np.zeros(lag_model_rate, np.float32), load_audio(wav, settings)])
     offline = offline_probabilities(model, audio, [round(e * settings.sample_rate_hz / rate) for _, e in heard_rows],
                                     settings)
-    live = np.array([[float(r[c]) for c in CLASSES] for r, _ in heard_rows])
-    difference = np.abs(live - offline).max()
+    heard = np.array([[float(r[c]) for c in CLASSES] for r, _ in heard_rows])
+    difference = np.abs(heard - offline).max()
     assert difference < TOLERANCE, f"live and offline probabilities differ by up to {difference:.3f}"
-    assert np.abs(live - live.mean(axis=0)).max() > 4 * TOLERANCE  # the comparison can tell windows apart
+    assert np.abs(heard - heard.mean(axis=0)).max() > 4 * TOLERANCE  # the comparison can tell windows apart
 
 
 def test_live_reports_a_vanished_device_and_exits_nonzero(probe_model, tmp_path):

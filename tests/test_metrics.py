@@ -1,13 +1,14 @@
 """Metrics on cases with known answers: baselines, bootstrap by baby, calibration, the uncertain threshold."""
 import numpy as np
-
 import pytest
 
-from cry.metrics import (apply_temperature, bootstrap_scores, calibrate, choose_uncertain_threshold, decide,
-                         expected_calibration_error, fit_calibration, fit_temperature)
+from cry.calibration import (apply_temperature, calibrate, choose_uncertain_threshold, fit_calibration,
+                             fit_temperature)
+from cry.decision import SILENCE, decide
+from cry.metrics import bootstrap_scores, expected_calibration_error, macro_roc_auc, two_level_scores
 from cry.params import CLASSES
 
-SILENCE, HUNGRY, TIRED = CLASSES.index("silence"), CLASSES.index("hungry"), CLASSES.index("tired")
+HUNGRY, TIRED = CLASSES.index("hungry"), CLASSES.index("tired")
 
 
 def one_hot_probabilities(predicted, confidence):
@@ -19,9 +20,9 @@ def one_hot_probabilities(predicted, confidence):
 def test_claims_that_only_repeat_the_prior_stay_uncertain():
     labels = np.array([HUNGRY] * 80 + [TIRED] * 20)
     always_hungry = one_hot_probabilities(np.full(100, HUNGRY), 0.9)   # right 80%: the prior
-    assert choose_uncertain_threshold(always_hungry, labels, SILENCE) == 1.0
+    assert choose_uncertain_threshold(always_hungry, labels) == 1.0
     informed = one_hot_probabilities(labels, 0.9)                       # right every time
-    assert choose_uncertain_threshold(informed, labels, SILENCE) < 1.0
+    assert choose_uncertain_threshold(informed, labels) < 1.0
 
 
 def test_bootstrap_interval_contains_the_value_and_widens_with_fewer_babies():
@@ -77,3 +78,19 @@ def test_decide_uses_the_silence_threshold_then_the_top_reason():
     assert list(decide(p)) == [SILENCE, TIRED, SILENCE]
     assert list(decide(p, silence_threshold=0.25)) == [SILENCE, SILENCE, SILENCE]
     assert list(decide(p, silence_threshold=0.7)) == [TIRED, TIRED, HUNGRY]
+
+
+def test_two_level_scores_answer_each_question_alone():
+    """Crying vs silence from p(silence) alone; the reason among cries only, silence dropped."""
+    rng = np.random.default_rng(3)
+    labels = np.array([SILENCE] * 20 + [HUNGRY] * 40 + [TIRED] * 40)
+    p = rng.dirichlet(np.ones(len(CLASSES)), len(labels))
+    p[:, SILENCE] = np.where(labels == SILENCE, 0.9, 0.05)                   # silence told apart perfectly
+    scores = two_level_scores(labels, p)
+    assert scores["cry_vs_silence_auc"] == 1.0
+    crying = labels != SILENCE
+    reasons = [c for c in range(len(CLASSES)) if c != SILENCE]
+    y = np.searchsorted(reasons, labels[crying])
+    shares = p[crying][:, reasons] / p[crying][:, reasons].sum(1)[:, None]
+    assert scores["reasons_macro_auc"] == macro_roc_auc(y, shares)
+    assert 0 <= scores["reasons_macro_f1"] <= 1 and 0 <= scores["reasons_balanced_accuracy"] <= 1

@@ -7,8 +7,8 @@ from conftest import tone
 
 from cry.audio import baby_id
 from cry.data import Windows, grouped_folds, split_by_baby
-from cry.params import CLASSES
-from prepare_data import class_of, extract_silence, main as prepare_main
+from cry.params import CLASSES, Settings
+from prepare_data import class_of, extract_silence
 
 ID = "0D1AD73E-4C5E-45F3-85C4-9A3CB71E8856"
 
@@ -36,9 +36,9 @@ def test_silence_comes_from_the_quiet_stretch_only():
     assert extract_silence(tone(450, 7, rate, 0.5), rate) is None     # a cry throughout: no silence
 
 
-def test_prepare_real_corpus(corpus, tmp_path):
-    assert prepare_main(["--source", str(corpus), "--out-dir", str(tmp_path)]) == 0
-    made = {c: sorted((tmp_path / c).glob("*.wav")) for c in CLASSES}
+def test_prepare_real_corpus(corpus_audio):
+    """prepare_data.py made corpus_audio (conftest), exit status 0."""
+    made = {c: sorted((corpus_audio / c).glob("*.wav")) for c in CLASSES}
     assert all(made[c] for c in CLASSES), {c: len(v) for c, v in made.items()}
     assert all("-ch" in p.name for p in made["cold_hot"])
     recording_babies = {baby_id(p) for c in CLASSES if c != "silence" for p in made[c]}
@@ -91,9 +91,11 @@ def test_preprocess_drops_windows_of_a_recording_that_got_shorter(tmp_path):
 
 def test_windows_of_one_recording_are_one_baby_even_with_short_names(tmp_path):
     from cry.data import index_spectrograms
-    from cry.features import image_to_png
+    from cry.features import indices_to_png, window_to_indices
 
+    settings = Settings()
     for k in range(3):
-        image_to_png(np.zeros((128, 128, 3), np.uint8), tmp_path / "hungry" / f"cry1_w{k}.png")
+        indices = window_to_indices(np.zeros(settings.window_samples, np.float32), settings)
+        indices_to_png(indices, settings.colormap, tmp_path / "hungry" / f"cry1_w{k}.png")
     windows = index_spectrograms(tmp_path)
     assert len(windows) == 3 and len(set(windows.babies)) == 1 and set(windows.recordings) == {"hungry/cry1"}
