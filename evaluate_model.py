@@ -5,7 +5,10 @@ Default: the trained model on its own held-out test babies (the split saved in i
 --cv K: grouped K-fold cross-validation by baby (train and evaluate per fold, several seeds),
         with the majority and MFCC + logistic-regression baselines computed by the same harness.
 --rescore DIR: summarise an earlier --cv run again from its saved probabilities.
-Writes reports/evaluation.{json,md} and PNGs, or reports/cv.json and a row of reports/experiments.md.
+--sounds DIR: the real-room report: every clip of DIR's cry/ and not_cry/ trees played alone
+        through the live decision path (detector + reason model), beside YAMNet zero-shot.
+Writes reports/evaluation.{json,md} and PNGs, reports/cv.json and a row of reports/experiments.md,
+or reports/sounds.{json,md}.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cry import crossval, metrics, reports
+from cry import crossval, metrics, reports, sound_report
+from cry.detector import DEFAULT_PATH as DETECTOR_PATH
 from cry.audio import AudioError, audio_to_windows, baby_id, list_audio_files, load_audio
 from cry.calibration import calibrate
 from cry.data import grouped_folds, held_out_windows, index_spectrograms, read_settings
@@ -154,6 +158,11 @@ def main(argv=None) -> int:
     parser.add_argument("--bootstrap", type=int, default=metrics.N_BOOT, metavar="N",
                         help="resamples of babies behind each 95%% interval (default: %(default)s; fewer: faster, "
                              "rougher intervals, recorded in the report)")
+    room = parser.add_argument_group("real-room report (--sounds DIR)")
+    room.add_argument("--sounds", type=Path, metavar="DIR", help="a folder with cry/ and not_cry/ at its top")
+    room.add_argument("--detector", default=str(DETECTOR_PATH),
+                      help="the crying detector, or 'none' for the reason model alone (default: %(default)s)")
+    room.add_argument("--pretrained-dir", type=Path, help="YAMNet's folder (default: models/pretrained)")
     cv = parser.add_argument_group("cross-validation (--cv K)")
     cv.add_argument("--cv", type=int, metavar="K", help="grouped K-fold cross-validation by baby")
     add_training_arguments(cv)
@@ -166,6 +175,13 @@ def main(argv=None) -> int:
     cv.add_argument("--rescore", type=Path, metavar="DIR",
                     help="summarise the --cv run whose reports are in DIR again from its saved probabilities")
     args = parser.parse_args(argv)
+    if args.sounds is not None:
+        detector = None if args.detector == "none" else Path(args.detector)
+        report = sound_report.report_from_files(args.sounds, args.model, detector, args.reports_dir,
+                                                args.pretrained_dir)
+        print(sound_report.markdown(report))
+        print(f"real-room report written to {args.reports_dir / 'sounds.json'} and {args.reports_dir / 'sounds.md'}")
+        return 0
     if args.rescore is not None:
         return rescore(args)
     if args.cv is not None:

@@ -4,6 +4,7 @@ Every --hop seconds the newest window goes through the package's live path (cry.
 too quiet -> "quiet" (no model call); not a cry -> "not crying" and what was heard; a cry ->
 "crying" with the reason only where held-out babies showed the model knows it, otherwise
 "reason uncertain" and the top guesses. Answers go to the terminal and, when asked, to a
+CSV of episodes, a per-window trace, the web page and MQTT.
 
   python real_time_prediction.py                          # default microphone
   python real_time_prediction.py --list-devices
@@ -21,11 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cry import mqtt, web
+from cry.detector import DEFAULT_PATH as DETECTOR_PATH
+from cry.detector import load_detector
 from cry.files import UserError, atomic_output, run_main
 from cry.live import RING_SECONDS, MicrophoneSource, file_source, import_sounddevice
 from cry.monitor import Scorer, decider_factory, run
 from cry.outputs import EpisodeLog, TerminalLine, Trace
 from cry.params import DEFAULT_MODEL
+from cry.pretrained import PRETRAINED_DIR
 
 
 def check_audio_output(path: Path) -> None:
@@ -61,6 +66,11 @@ def parse_args(argv):
     parser.add_argument("--log", type=Path, help="append crying episodes (start, end, reason) to this CSV")
     parser.add_argument("--trace", type=Path, help="write every window's state and scores to this CSV")
     parser.add_argument("--save-audio", type=Path, help="write what was heard to this WAV, at the device rate")
+    parser.add_argument("--detector", default=str(DETECTOR_PATH), help="the crying detector (YAMNet + a trained "
+                        "head), or 'none': the reason model alone decides crying (default: %(default)s)")
+    parser.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder (default: {PRETRAINED_DIR})")
+    web.add_arguments(parser)
+    mqtt.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -76,7 +86,10 @@ def main(argv=None) -> int:
     keep = args.save_audio is not None
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     source = file_source(args.file, args.fast, keep) if args.file else MicrophoneSource(device, keep)  # fails fast
-    scorer, info = Scorer.from_model_file(args.model)
+    sensors = mqtt.outputs_from_args(args)  # Home Assistant's, when asked; wrong credentials fail fast too
+    page = web.Page(args)  # --serve, --history: checked, and the port taken, before the model loads
+    detector = None if args.detector == "none" else load_detector(Path(args.detector), args.pretrained_dir)
+    scorer, info = Scorer.from_model_file(args.model, detector)
     if scorer.settings.window_seconds > RING_SECONDS:
         raise UserError(f"{args.model}: windows of {scorer.settings.window_seconds} s exceed the "
                         f"{RING_SECONDS} s buffer")
@@ -89,6 +102,8 @@ def main(argv=None) -> int:
         outputs.append(EpisodeLog(args.log))
     if args.trace:
         outputs.append(Trace(args.trace))
+    outputs += page.outputs(scorer, make_decider)  # the episode history and the page, when asked
+    outputs += sensors
     print(f"listening to {source.label} at {source.samplerate} Hz, an answer every {args.hop} s; Ctrl-C ends",
           file=sys.stderr, flush=True)
     why = run(source, scorer, decider, episodes, outputs, scorer.settings.window_seconds, args.hop, args.duration)

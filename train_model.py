@@ -1,8 +1,13 @@
 """Train the CNN-LSTM on spectrogram PNGs, with a split that keeps every baby on one side.
 
 Writes models/<name>.keras with models/<name>.json (settings, classes, split, training
-hyperparameters, history, calibration) and models/<name>_curves.png. Balancing and
-augmentation touch training data only. A killed run continues from its last epoch with --resume.
+hyperparameters, history, calibration, whether held-out babies allow reason claims) and
+models/<name>_curves.png. Balancing and augmentation touch training data only. A killed run
+continues from its last epoch with --resume.
+
+Then the crying detector (models/cry_detector.json): a head on YAMNet's embeddings trained on the
+corpus (--audio-dir) and generated speech, music and noise, never on the real-room sounds that
+evaluate_model.py --sounds measures it with. --detector none skips it.
 """
 from __future__ import annotations
 
@@ -14,12 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from cry import reports
-from cry.calibration import calibrate, choose_uncertain_threshold, fit_calibration
+from cry import detector as det
+from cry.calibration import calibrate, choose_uncertain_threshold, fit_calibration, reason_claim_skill
 from cry.data import index_spectrograms, read_settings, select, split_by_baby
 from cry.files import UserError, run_main
 from cry.model import predict_paths, train
 from cry.model_files import info_path, save_model
-from cry.params import CLASSES, DEFAULT_MODEL, DEFAULT_SPECTROGRAMS, add_training_arguments, training_from_args
+from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_MODEL, DEFAULT_SPECTROGRAMS, add_training_arguments,
+                        training_from_args)
+from cry.pretrained import PRETRAINED_DIR, yamnet_files
 
 
 def check_writable(folder: Path) -> None:
@@ -38,6 +46,11 @@ def main(argv=None) -> int:
     add_training_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="for the split, initial weights and shuffling")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
+    parser.add_argument("--detector", default=str(det.DEFAULT_PATH),
+                        help="where the crying detector goes, or 'none' to skip it (default: %(default)s)")
+    parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO,
+                        help="the corpus recordings, for the detector (default: %(default)s)")
+    parser.add_argument("--pretrained-dir", type=Path, default=PRETRAINED_DIR, help="YAMNet (default: %(default)s)")
     args = parser.parse_args(argv)
     params = training_from_args(args)
     if params.epochs < 1 or params.patience < 1 or params.batch_size < 1:
@@ -45,6 +58,10 @@ def main(argv=None) -> int:
     if not args.model.name.endswith(".keras"):
         raise UserError(f"{args.model}: model path must end in .keras")
     check_writable(args.model.parent)
+    if args.detector != "none":  # now, not after the reason model has trained
+        yamnet_files(args.pretrained_dir)
+        if not args.audio_dir.is_dir():
+            raise UserError(f"{args.audio_dir}: no such folder (run prepare_data.py first, or --detector none)")
 
     settings = read_settings(args.data_dir)
     windows = index_spectrograms(args.data_dir)
@@ -63,10 +80,13 @@ def main(argv=None) -> int:
     val_probabilities = predict_paths(model, parts["validation"].paths)
     calibration = fit_calibration(val_probabilities, parts["validation"].labels)
     threshold = choose_uncertain_threshold(calibrate(val_probabilities, calibration), parts["validation"].labels)
+    test = parts["test"]  # held-out babies: may a reason be claimed at all?
+    claims = reason_claim_skill(calibrate(predict_paths(model, test.paths), calibration), test.labels, test.babies,
+                                threshold)
     extra = {"arch": params.arch, "seed": args.seed, "data_dir": str(args.data_dir), "split": split,
              "training": params.to_dict(), "epochs_run": len(history["loss"]), "history": history,
              "train_class_counts": np.bincount(parts["train"].labels, minlength=len(CLASSES)).tolist(),
-             "calibration": calibration, "uncertain_threshold": threshold}
+             "calibration": calibration, "uncertain_threshold": threshold, "reason_claims": claims}
     save_model(model, settings, extra, args.model)
     shutil.rmtree(backup_dir, ignore_errors=True)
     curves = reports.plot_training_curves(history, args.model.with_name(f"{args.model.stem}_curves.png"))
@@ -74,7 +94,16 @@ def main(argv=None) -> int:
           f"reasons temperature {calibration['temperature']:.2f}, log-prior shifts "
           f"{' '.join(f'{b:+.1f}' for b in calibration['class_log_bias'])}; uncertain below {threshold:.2f} "
           f"(fitted on validation babies)")
+    print(f"reason claims on held-out babies at that threshold: {claims['claimed_share']:.0%} of cry windows, "
+          f"right {claims['precision'] or 0:.0%} (95% lower bound {claims['precision_ci_low'] or 0:.0%}) against "
+          f"{claims['prior_precision'] or 0:.0%} for always '{claims['prior_reason']}': "
+          + ("claimed live" if claims["allowed"] else "live says 'reason uncertain'"))
     print(f"model written to {args.model} and {info_path(args.model)}; curves in {curves}")
+    if args.detector != "none":
+        from cry.detector_training import train_on_corpus
+
+        detector = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir)
+        print(f"detector written to {args.detector}: {det.describe(detector)}")
     return 0
 
 

@@ -28,11 +28,14 @@ import soundfile as sf  # noqa: E402
 
 from cry.audio import resample  # noqa: E402
 from cry.decision import Decider, Episodes  # noqa: E402
+from cry.detector import DEFAULT_PATH as DETECTOR_PATH  # noqa: E402
+from cry.detector import load_detector  # noqa: E402
 from cry.files import run_main  # noqa: E402
 from cry.live import ArraySource, MicrophoneSource, RingBuffer, listen  # noqa: E402
 from cry.monitor import Scorer  # noqa: E402
 from cry.outputs import TerminalLine  # noqa: E402
 from cry.params import DEFAULT_MODEL  # noqa: E402
+from cry.pretrained import PRETRAINED_DIR  # noqa: E402
 
 
 def percentiles(ms) -> tuple[float, float]:
@@ -114,6 +117,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--file", type=Path, help="a cry recording (default: the loudest of data/audio's first)")
     parser.add_argument("--rate", type=int, default=44100, help="device rate to feed at (default: %(default)s)")
     parser.add_argument("--mic", action="store_true", help="listen to the default input device instead")
+    parser.add_argument("--detector", type=Path, default=ROOT / DETECTOR_PATH,
+                        help="the crying detector, when the file exists (default: %(default)s)")
     parser.add_argument("--hop", type=float, default=0.5)
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to listen (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -124,7 +129,8 @@ def main(argv=None) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from cry.model_files import load_model
 
-    scorer, info = Scorer.from_model_file(args.model)
+    detector = load_detector(args.detector, ROOT / PRETRAINED_DIR) if args.detector.is_file() else None
+    scorer, info = Scorer.from_model_file(args.model, detector)
     wav = args.file or loud_recording()
     audio, rate = sf.read(wav, dtype="float32", always_2d=True)
     audio = resample(audio.mean(axis=1), rate, args.rate)  # what a device at args.rate would deliver
@@ -143,7 +149,9 @@ def main(argv=None) -> dict:
     delay = percentiles(live["delay oldest"])
     rows.append(["delay, oldest new sample (ms)", *delay, *target_row("", delay[1], maximum=hop_ms + 100)[2:]])
     rows.append(["CPU while listening (% of 1 core)", live["cpu share"], None, None, None])
-    print_table(f"Live monitor, one core: model {args.model.name}, {'microphone' if args.mic else wav.name} at "
+    source_name = "microphone" if args.mic else wav.name
+    print_table(f"Live monitor, one core: model {args.model.name}, detector {'yes' if detector else 'none'}, "
+                f"{source_name} at "
                 f"{args.rate} Hz, hop {args.hop} s, {live['windows']} windows ({live['model calls']} scored), "
                 f"{live['overflows']} input overflows; targets apply to p95",
                 ["", "median", "p95", "target", "met"], rows)
@@ -153,7 +161,8 @@ def main(argv=None) -> dict:
                "live_work_fraction_of_hop": float(np.median(fraction)),
                "live_work_fraction_of_hop_p95": float(np.percentile(fraction, 95)),
                "live_delay_ms_median": delay[0], "live_delay_ms_p95": delay[1],
-               "live_cpu_percent_one_core": live["cpu share"], "live_input_overflows": live["overflows"]}
+               "live_cpu_percent_one_core": live["cpu share"], "live_input_overflows": live["overflows"],
+               "live_with_detector": detector is not None}
     print(figures)
     update_report(figures)
     return figures

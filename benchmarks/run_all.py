@@ -22,7 +22,8 @@ from cry.params import DEFAULT_MODEL
 SCRIPTS = ("bench_preprocess.py", "bench_train.py", "bench_inference.py", "bench_export.py", "bench_live.py")
 REQUIRED = ("preprocess_speedup_vs_figure_method", "preprocess_fraction_of_floor",
             "preprocess_speedup_1_to_2_workers", "inference_speedup_vs_predict", "inference_ms_median",
-            "train_seconds_per_epoch", "train_peak_rss_mb", "litert_argmax_agreement")
+            "train_seconds_per_epoch", "train_peak_rss_mb", "litert_argmax_agreement",
+            "live_work_fraction_of_hop")
 
 
 def main(argv=None) -> int:

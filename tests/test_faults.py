@@ -92,7 +92,8 @@ def test_sigkill_training_then_resume_continues_and_old_model_survives(tmp_path,
         except (OSError, ValueError):
             return 0
 
-    args = ["train_model.py", "--data-dir", tiny_spectrograms, "--model", model, "--epochs", "3", "--batch-size", "2"]
+    args = ["train_model.py", "--detector", "none",
+            "--data-dir", tiny_spectrograms, "--model", model, "--epochs", "3", "--batch-size", "2"]
     with started(tmp_path / "log", *args) as proc:
         kill_when(proc, lambda: backed_up_epoch() >= 1)
     epoch = backed_up_epoch()
@@ -161,7 +162,8 @@ def test_read_only_output_folder_is_one_clear_error(tmp_path, tiny_spectrograms)
         remount(disk, "ro")
         write(audio, "hungry/new.wav", cry(2.0))
         done = run_script(*preprocess_args(audio, disk / "out"))
-        trained = run_script("train_model.py", "--data-dir", tiny_spectrograms, "--model", disk / "models" / "m.keras")
+        trained = run_script("train_model.py", "--detector", "none",
+                             "--data-dir", tiny_spectrograms, "--model", disk / "models" / "m.keras")
         record(faults=2, checked=len(before) + 2)
         for result, path in ((done, disk / "out"), (trained, disk / "models")):
             assert result.returncode == 2
@@ -178,7 +180,8 @@ def test_output_below_a_regular_file_is_one_clear_error(tmp_path, tiny_spectrogr
     blocker.write_text("a file where a folder should be\n")
     done = run_script(*preprocess_args(audio, blocker / "out"))
     started_at = time.monotonic()
-    trained = run_script("train_model.py", "--data-dir", tiny_spectrograms, "--model", blocker / "models" / "m.keras")
+    trained = run_script("train_model.py", "--detector", "none",
+                         "--data-dir", tiny_spectrograms, "--model", blocker / "models" / "m.keras")
     record(faults=2, checked=2)
     for result in (done, trained):
         assert result.returncode == 2

@@ -21,7 +21,7 @@ from cry.decision import (Decider, Episodes, WindowScores, WindowState, reason_s
 from cry.params import CLASSES, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = [sys.executable, str(ROOT / "real_time_prediction.py")]
+SCRIPT = [sys.executable, str(ROOT / "real_time_prediction.py"), "--detector", "none"]  # the probe models decide
 # Live vs offline probabilities of the same window may differ by this much. Measured: 0.005
 # (16-bit samples in PulseAudio, resampling per window instead of per file). For scale, with
 # the probe model below: windows of one recording differ by up to ~0.75, and the same windows
