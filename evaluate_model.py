@@ -126,8 +126,8 @@ def cross_validate(args) -> int:
     folds = grouped_folds(windows, args.cv, args.fold_seed)
     crossval.save_folds(args.reports_dir, folds, args.fold_seed)
     predictions = crossval.run_folds(windows, folds, settings, params, args.seeds)
-    features = crossval.baseline_features(predictions, args.audio_dir_for_baseline, settings)
-    crossval.save_predictions(args.reports_dir, predictions | ({} if features is None else {"mfcc_features": features}))
+    features = crossval.baseline_features(predictions, args.audio_dir_for_baseline, settings, args.pretrained_dir)
+    crossval.save_predictions(args.reports_dir, predictions | {f"{kind}_features": x for kind, x in features.items()})
     meta = {"command": "python " + shlex.join(sys.argv), "arch": params.arch, "balance": params.balance,
             "augment": params.augment, "training": params.to_dict(), "seeds": args.seeds, "folds": args.cv,
             "fold_seed": args.fold_seed, "data_dir": str(data_dir), "settings": settings.to_dict(),
@@ -143,7 +143,7 @@ def rescore(args) -> int:
     predictions, meta, folds = crossval.load_run(args.rescore)
     meta.update(rescored="python " + shlex.join(sys.argv), **bootstrap_note(args))
     settings = Settings.from_dict(meta["settings"])
-    features = crossval.baseline_features(predictions, args.audio_dir_for_baseline, settings)
+    features = crossval.baseline_features(predictions, args.audio_dir_for_baseline, settings, args.pretrained_dir)
     result = crossval.summarise(predictions, folds, meta, features, args.bootstrap)
     crossval.write_summary(result, args.rescore, args.experiments_file)
     return 0
@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     room.add_argument("--sounds", type=Path, metavar="DIR", help="a folder with cry/ and not_cry/ at its top")
     room.add_argument("--detector", default=str(DETECTOR_PATH),
                       help="the crying detector, or 'none' for the reason model alone (default: %(default)s)")
-    room.add_argument("--pretrained-dir", type=Path, help="YAMNet's folder (default: models/pretrained)")
+    room.add_argument("--pretrained-dir", type=Path, help="YAMNet's folder, also for the --cv baseline on its "
+                      "embeddings (default: models/pretrained)")
     cv = parser.add_argument_group("cross-validation (--cv K)")
     cv.add_argument("--cv", type=int, metavar="K", help="grouped K-fold cross-validation by baby")
     add_training_arguments(cv)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
 from cry import reports
@@ -42,7 +43,7 @@ def run_folds(windows: Windows, folds: list, settings: Settings, params: Trainin
     """Train and predict every fold with every seed. Returns the window probabilities (raw,
     calibrated two-level, temperature only: [n_seeds, n_windows, n_classes]), each run's
     validation windows and raw probabilities, and the windows' labels, recordings, babies, paths:
-    what save_predictions keeps in cv_predictions.npz (with the baseline's "mfcc_features")."""
+    what save_predictions keeps in cv_predictions.npz (with the baselines' "<kind>_features")."""
     calibrated = np.zeros((len(seeds), len(windows), len(CLASSES)))
     raw, temperature_only = np.zeros_like(calibrated), np.zeros_like(calibrated)
     validation = []  # (run, paths, raw probabilities), kept to compare calibrations later
@@ -159,40 +160,71 @@ def mfcc_features(recordings: np.ndarray, audio_dir: Path, settings: Settings) -
     return np.array(rows)
 
 
-def baseline_features(predictions: dict, audio_dir: Path, settings: Settings) -> np.ndarray | None:
-    """MFCC features of each recording, in the order of np.unique(recordings): those saved with
-    the run, else computed from audio_dir; None without either."""
-    if "mfcc_features" in predictions:
-        return predictions["mfcc_features"]
-    return mfcc_features(np.unique(predictions["recordings"]), audio_dir, settings)
+def yamnet_features(recordings: np.ndarray, audio_dir: Path, yamnet_dir: Path | None = None) -> np.ndarray | None:
+    """Transfer learning for the reason: the mean and standard deviation of YAMNet's patch
+    embeddings over each recording [n, 2048] (16 kHz, as YAMNet hears it), or None without the
+    audio or the model. A logistic regression on them goes through the same folds as the CNN-LSTM."""
+    from cry.audio import resample
+    from cry.yamnet import YamnetModel
+
+    by_name = {str(p.relative_to(audio_dir).with_suffix("")): p for p in list_audio_files(audio_dir)}
+    if not all(r in by_name for r in recordings):
+        return None
+    try:
+        yamnet = YamnetModel.from_folder(yamnet_dir)
+    except UserError:
+        return None
+    rows = []
+    for r in tqdm(recordings, desc="yamnet baseline", unit="file"):
+        audio, rate = sf.read(by_name[r], dtype="float32", always_2d=True)
+        _, embeddings = yamnet.waveform(resample(audio.mean(axis=1), rate, 16000))
+        rows.append(np.concatenate([embeddings.mean(axis=0), embeddings.std(axis=0)]))
+    return np.array(rows)
 
 
-def baselines(labels: np.ndarray, babies: np.ndarray, features: np.ndarray | None, folds: list,
+def baseline_features(predictions: dict, audio_dir: Path, settings: Settings,
+                      yamnet_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """Each baseline's features per recording, in the order of np.unique(recordings): "mfcc" and
+    "yamnet", those saved with the run, else computed from audio_dir; a kind is left out without
+    its audio or model."""
+    recordings, out = np.unique(predictions["recordings"]), {}
+    for kind, compute in (("mfcc", lambda: mfcc_features(recordings, audio_dir, settings)),
+                          ("yamnet", lambda: yamnet_features(recordings, audio_dir, yamnet_dir))):
+        features = predictions[f"{kind}_features"] if f"{kind}_features" in predictions else compute()
+        if features is not None:
+            out[kind] = features
+    return out
+
+
+def baselines(labels: np.ndarray, babies: np.ndarray, features: dict[str, np.ndarray], folds: list,
               n_boot: int = N_BOOT) -> dict:
-    """Recording-level baselines through the same folds: always the majority class, and (with
-    features) a class-balanced logistic regression; each scored like the model."""
+    """Recording-level baselines through the same folds: always the majority class, and for each
+    kind of features a class-balanced logistic regression ("<kind>_logistic_regression"); each
+    scored like the model."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    majority, logistic = np.zeros((len(labels), len(CLASSES))), np.zeros((len(labels), len(CLASSES)))
+    majority = np.zeros((len(labels), len(CLASSES)))
+    logistic = {kind: np.zeros((len(labels), len(CLASSES))) for kind in features}
     for test_babies in folds:
         test = np.isin(babies, test_babies)
         majority[test] = np.eye(len(CLASSES))[np.bincount(labels[~test]).argmax()]
-        if features is not None:
+        for kind, x in features.items():
             clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
-            clf.fit(features[~test], labels[~test])
-            logistic[np.ix_(test, clf.classes_)] = clf.predict_proba(features[test])
+            clf.fit(x[~test], labels[~test])
+            logistic[kind][np.ix_(test, clf.classes_)] = clf.predict_proba(x[test])
     out = {"majority": bootstrap_scores(labels, majority, babies, n_boot, score_fn=two_level_scores)}
-    if features is not None:
-        out["mfcc_logistic_regression"] = bootstrap_scores(labels, logistic, babies, n_boot, score_fn=two_level_scores)
+    for kind, p in logistic.items():
+        out[f"{kind}_logistic_regression"] = bootstrap_scores(labels, p, babies, n_boot, score_fn=two_level_scores)
     return out
 
 
-def summarise(predictions: dict, folds: list, meta: dict, features: np.ndarray | None, n_boot: int = N_BOOT) -> dict:
+def summarise(predictions: dict, folds: list, meta: dict, features: dict[str, np.ndarray],
+              n_boot: int = N_BOOT) -> dict:
     """Everything cv.json holds, from out-of-fold window probabilities: the seeds' mean at
     recording level with 95% intervals over babies (window level too, from a fifth of the
-    resamples), then the views above; the MFCC baseline with features (baseline_features)."""
+    resamples), then the views above; the baselines on features (baseline_features)."""
     labels, babies, seeds = predictions["labels"], predictions["babies"], meta["seeds"]
     settings = Settings.from_dict(meta["settings"])
     mean_p = predictions["calibrated"].mean(axis=0)

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import PRETRAINED, ROOT, run_script
 
 QUICK = ("--bootstrap", "100")  # intervals from 100 resamples, not 1000: what is checked here is their shape
 SCRIPTS = ["prepare_data.py", "preprocess_model.py", "train_model.py", "evaluate_model.py",
@@ -64,7 +64,8 @@ def test_cross_validation_writes_cv_json_and_an_experiment_row_and_rescores_alik
                                                                                   tmp_path):
     out = tmp_path / "cv"
     run_script("evaluate_model.py", "--cv", "2", "--epochs", "1", "--data-dir", spectrograms, "--reports-dir", out,
-               "--experiments-file", out / "experiments.md", "--audio-dir-for-baseline", corpus_audio, *QUICK, ok=(0,))
+               "--experiments-file", out / "experiments.md", "--audio-dir-for-baseline", corpus_audio,
+               "--pretrained-dir", PRETRAINED, *QUICK, ok=(0,))
     cv = json.loads((out / "cv.json").read_text())
     for key in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1"):
         assert cv[key]["ci_low"] <= cv[key]["value"] <= cv[key]["ci_high"], key
@@ -75,9 +76,10 @@ def test_cross_validation_writes_cv_json_and_an_experiment_row_and_rescores_alik
     folds = json.loads((out / "cv_folds.json").read_text())["folds"]
     assert not set(folds[0]) & set(folds[1])
     table = (out / "experiments.md").read_text()
-    assert table.count("--cv 2") == 1 and table.count("baseline:") == 2 and "sampling, augment spec" in table
+    assert cv["baselines"]["yamnet_logistic_regression"]["reasons_macro_auc"]["value"] >= 0  # transfer learning
+    assert table.count("--cv 2") == 1 and table.count("baseline:") == 3 and "sampling, augment spec" in table
 
-    # Re-scored from the saved probabilities and MFCC features alone: no audio needed, the same figures.
+    # Re-scored from the saved probabilities and baseline features alone: no audio needed, the same figures.
     run_script("evaluate_model.py", "--rescore", out, "--experiments-file", out / "experiments.md",
                "--audio-dir-for-baseline", tmp_path / "no audio", *QUICK, ok=(0,))
     again = json.loads((out / "cv.json").read_text())
