@@ -61,7 +61,8 @@ def parse_args(argv):
     parser.add_argument("--hop", type=float, default=0.5, help="seconds between answers (default: %(default)s)")
     parser.add_argument("--smooth", type=int, default=4, help="windows in the majority vote (default: %(default)s)")
     parser.add_argument("--threshold", type=float, help="claim a reason from this share of the cry up (default: "
-                        "the model's, from validation babies; claimed only where held-out babies showed skill)")
+                        "the model's, from validation babies); reasons are claimed at all only where held-out "
+                        "babies showed skill, else 'reason uncertain'")
     parser.add_argument("--duration", type=float, help="stop after listening this many seconds (of audio)")
     parser.add_argument("--log", type=Path, help="append crying episodes (start, end, reason) to this CSV")
     parser.add_argument("--trace", type=Path, help="write every window's state and scores to this CSV")

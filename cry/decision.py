@@ -130,7 +130,8 @@ class Decider:
 
     def update(self, scores: WindowScores, stream_seconds: float = 0.0, now: float | None = None) -> WindowState:
         now = time.time() if now is None else now
-        if scores.cry_probability is None:
+        if scores.cry_probability is None:  # silence ends the votes: an old cry must not decide the next sound
+            self.history.clear()
             return WindowState(now, stream_seconds, "quiet", scores.level_dbfs, "quiet", None, None, scores=scores)
         crying = scores.cry_probability > self.cry_threshold
         self.history.append((crying, None if scores.reasons is None else reason_shares(scores.reasons)[0]))

@@ -5,6 +5,7 @@ Live use, the web page's upload and every evaluation that claims to measure live
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -79,14 +80,26 @@ class Scorer:
 
 def decider_factory(scorer: Scorer, info: dict, smooth: int = 4, reason_threshold: float | None = None):
     """() -> a fresh (Decider, Episodes) pair as the model's JSON says: a reason is claimed only when
-    held-out babies showed skill (info["reason_claims"]["allowed"]) at the threshold fitted on
-    validation babies, or when the user sets reason_threshold (--threshold) explicitly."""
-    allowed = bool(info.get("reason_claims", {}).get("allowed")) or reason_threshold is not None
+    held-out babies showed skill (info["reason_claims"]["allowed"]), from the share fitted on
+    validation babies or reason_threshold (--threshold) when given."""
+    allowed = bool(info.get("reason_claims", {}).get("allowed"))
     threshold = reason_threshold if reason_threshold is not None else info.get("uncertain_threshold", 1.0)
 
     def make_decider() -> tuple[Decider, Episodes]:
         return Decider(scorer.cry_threshold, threshold, allowed, smooth), Episodes(threshold, allowed)
     return make_decider
+
+
+def deliver(outputs: list, method: str, item) -> None:
+    """Hand item to every output; one that fails (a closed pipe, a full disk) is said once on
+    stderr and dropped, so the monitor goes on listening for the others."""
+    for output in list(outputs):
+        try:
+            getattr(output, method)(item)
+        except Exception as exc:
+            print(f"\nwarning: {type(output).__name__} stopped ({type(exc).__name__}: {exc}); listening on",
+                  file=sys.stderr, flush=True)
+            outputs.remove(output)
 
 
 def run(source, scorer, decider: Decider, episodes: Episodes, outputs, window_seconds: float,
@@ -101,12 +114,10 @@ def run(source, scorer, decider: Decider, episodes: Episodes, outputs, window_se
     def on_window(end: int, window: np.ndarray) -> None:
         seconds = end / rate
         state = decider.update(scorer(window, rate), seconds, started + seconds)
-        for output in outputs:
-            output.on_window(state)
+        deliver(outputs, "on_window", state)
         event = episodes.update(state)
         if event is not None:
-            for output in outputs:
-                output.on_episode(event)
+            deliver(outputs, "on_episode", event)
 
     why = "interrupted"
     try:
@@ -119,8 +130,7 @@ def run(source, scorer, decider: Decider, episodes: Episodes, outputs, window_se
     seconds = source.ring.total / rate
     event = episodes.close(started + seconds, seconds)  # an episode still open ends with the listening
     if event is not None:
-        for output in outputs:
-            output.on_episode(event)
+        deliver(outputs, "on_episode", event)
     return why
 
 

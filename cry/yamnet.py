@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import threading
 import warnings
 from pathlib import Path
 
@@ -154,6 +155,7 @@ class YamnetModel:
             self.interpreter = Interpreter(model_path=str(model_path), num_threads=1,
                                            experimental_preserve_all_tensors=True)
         self.interpreter.allocate_tensors()
+        self._lock = threading.Lock()
         self.class_names = read_class_names(class_map_path)
         self._input = self.interpreter.get_input_details()[0]["index"]
         self._output = self.interpreter.get_output_details()[0]["index"]
@@ -175,12 +177,13 @@ class YamnetModel:
         scale, zero_point = self._embedding["quantization"]
         scores = np.empty((len(patches), N_CLASSES), np.float32)
         embeddings = np.empty((len(patches), EMBEDDING_SIZE), np.float32)
-        for i, patch in enumerate(np.asarray(patches, np.float32)):
-            self.interpreter.set_tensor(self._input, patch[None])
-            self.interpreter.invoke()
-            scores[i] = self.interpreter.get_tensor(self._output)[0]
-            embedded = self.interpreter.get_tensor(self._embedding["index"]).reshape(-1).astype(np.float32)
-            embeddings[i] = (embedded - zero_point) * scale if scale else embedded
+        with self._lock:  # one interpreter: the live loop and a page's upload take turns
+            for i, patch in enumerate(np.asarray(patches, np.float32)):
+                self.interpreter.set_tensor(self._input, patch[None])
+                self.interpreter.invoke()
+                scores[i] = self.interpreter.get_tensor(self._output)[0]
+                embedded = self.interpreter.get_tensor(self._embedding["index"]).reshape(-1).astype(np.float32)
+                embeddings[i] = (embedded - zero_point) * scale if scale else embedded
         return scores, embeddings
 
     def waveform(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

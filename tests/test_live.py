@@ -18,6 +18,7 @@ from cry import live
 from cry.audio import load_audio, resample, rms_dbfs
 from cry.decision import (Decider, Episodes, WindowScores, WindowState, reason_shares,
                           top_guesses)
+from cry.monitor import Collect, decider_factory, deliver
 from cry.params import CLASSES, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +80,39 @@ def test_decider_votes_over_heard_windows_and_claims_a_reason_only_when_allowed(
     assert Decider(0.5, 0.6, True, smooth=1).update(scores(0.9, vague)).reason is None
     # the threshold is strict: at it, not crying
     assert Decider(0.5, smooth=1).update(scores(0.5, hungry)).state == "not_crying"
+
+
+def test_silence_clears_the_votes_and_the_threshold_alone_claims_no_reason():
+    """A cry, a long silence, then speech: the old crying votes must not call the speech a cry."""
+    decider = Decider(cry_threshold=0.5, smooth=4)
+    for _ in range(4):
+        assert decider.update(scores(0.9)).state == "crying"
+    for _ in range(10):
+        assert decider.update(WindowScores(-80.0)).state == "quiet"
+    assert decider.update(scores(0.01, heard="speech")).state == "not_crying"
+
+    class Scorer:
+        cry_threshold = 0.5
+    hungry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])
+    no_skill = {"uncertain_threshold": 0.6, "reason_claims": {"allowed": False}}
+    for info, threshold, claimed in ((no_skill, 0.3, None), ({**no_skill, "reason_claims": {"allowed": True}}, None,
+                                                              "hungry")):
+        decider, _ = decider_factory(Scorer(), info, 1, threshold)()
+        assert decider.update(scores(0.9, hungry)).reason == claimed
+
+
+def test_an_output_that_fails_is_dropped_and_the_others_go_on(capsys):
+    class Broken:
+        def on_window(self, state):
+            raise BrokenPipeError("the pipe closed")
+
+    kept, collect = Broken(), Collect()
+    outputs = [kept, collect]
+    state = window_state("quiet", 0.0)
+    deliver(outputs, "on_window", state)
+    deliver(outputs, "on_window", state)
+    assert outputs == [collect] and len(collect.states) == 2
+    assert capsys.readouterr().err.count("Broken stopped (BrokenPipeError") == 1
 
 
 def window_state(state, t, reasons=None):
