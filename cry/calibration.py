@@ -2,10 +2,14 @@
 thresholds the decision rule uses (silence, and "reason uncertain")."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from cry.decision import SILENCE, reason_shares
+from cry.metrics import bootstrap_scores
+from cry.params import CLASSES
 
 
 def _scaled_logits(probabilities: np.ndarray, temperature: float, log_bias=None) -> np.ndarray:
@@ -145,24 +149,25 @@ def reason_claim_skill(probabilities: np.ndarray, labels: np.ndarray, babies: np
     """
     cries = labels != SILENCE
     shares, y, b = reason_shares(probabilities[cries]), labels[cries], np.asarray(babies)[cries]
-    claimed, right = shares.max(axis=1) >= threshold, shares.argmax(axis=1) == y
-    from cry.params import CLASSES
-
+    claimed = shares.max(axis=1) >= threshold
     prior = int(np.bincount(y, minlength=len(CLASSES)).argmax()) if len(y) else SILENCE
     out = {"threshold": float(threshold), "cry_windows": int(len(y)), "babies": int(len(set(b))),
            "claimed_share": float(claimed.mean()) if len(y) else 0.0,
-           "precision": float(right[claimed].mean()) if claimed.any() else None, "precision_ci_low": None,
+           "precision": None, "precision_ci_low": None,
            "prior_reason": CLASSES[prior], "prior_precision": float(np.mean(y == prior)) if len(y) else None,
            "allowed": False}
+    if claimed.any():
+        out["precision"] = float((shares.argmax(axis=1) == y)[claimed].mean())
     if claimed.sum() < min_claims:
         return out
-    unique = np.unique(b)
-    members = [np.flatnonzero(b == baby) for baby in unique]
-    rng, draws = np.random.default_rng(seed), []
-    for _ in range(n_boot):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
-        if claimed[rows].any():
-            draws.append(right[rows][claimed[rows]].mean())
-    out["precision_ci_low"] = float(np.percentile(draws, 2.5))
+    precision = bootstrap_scores(y, shares, b, n_boot, seed, score_fn=partial(_claim_precision, threshold=threshold))
+    out["precision_ci_low"] = precision["precision"]["ci_low"]
     out["allowed"] = bool(out["precision_ci_low"] > out["prior_precision"])
     return out
+
+
+def _claim_precision(labels: np.ndarray, shares: np.ndarray, threshold: float) -> dict[str, float]:
+    """Share of right claims among rows whose top share reaches threshold (NaN without claims)."""
+    claimed = shares.max(axis=1) >= threshold
+    right = shares.argmax(axis=1) == labels
+    return {"precision": float(right[claimed].mean()) if claimed.any() else float("nan")}
