@@ -9,7 +9,7 @@ difference in any class probability, and how often the top class agrees (at leas
 --min-agreement for every file written). The settings stay in the model's JSON, which the
 exported files share.
 
-The LSTMs only convert when traced for a fixed batch of one image: see cry.litert.to_litert.
+The LSTMs only convert when traced for a fixed batch of one image: see cry.reason.litert.to_litert.
 
 Exit status: 0 every export keeps parity; 1 some export agrees less than --min-agreement;
 2 user error (no model, no spectrograms).
@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cry import runtime
 from cry.files import run_main
-from cry.litert import LITERT_WEIGHTS, export, parity_images, record_path
-from cry.model_files import data_dir_of, load_model
 from cry.params import CLASSES, DEFAULT_MODEL
+from cry.reason.litert import LITERT_WEIGHTS, export, parity_images, record_path
+from cry.reason.model_files import load_model
 
 
 def main(argv=None) -> int:
@@ -37,11 +38,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-windows", type=int, default=400, help="test windows compared (default: %(default)s)")
     parser.add_argument("--min-agreement", type=float, default=0.99, help="default: %(default)s")
     args = parser.parse_args(argv)
-
+    runtime.setup()
     model, info = load_model(args.model)
     out_dir = args.out_dir or args.model.parent
-    images = parity_images(info, args.data_dir or data_dir_of(info), args.max_windows)
-    record = export(model, args.model, info["sha256"], images, args.weights, out_dir)
+    images = parity_images(info, args.data_dir or Path(info.data_dir), args.max_windows)
+    record = export(model, args.model, info.sha256, images, args.weights, out_dir)
     n_predicted = record["classes_predicted"]
     print(f"{len(images)} test windows; the Keras model predicts {n_predicted} of {len(CLASSES)} classes on them"
           + (" (agreement is a weak check for a model this undecided)" if n_predicted < 3 else ""))

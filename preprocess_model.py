@@ -12,14 +12,11 @@ folders, settings mismatch, or the output cannot be written: disk full, read-onl
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # parallelism is across files, not in BLAS
-
 import argparse
-import ctypes
 import csv
+import ctypes
 import multiprocessing
+import os
 import signal
 import sys
 import time
@@ -27,10 +24,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cry.data import SETTINGS_FILE, find_recordings, read_settings, recording_to_pngs, remove_orphans
+from cry import runtime
 from cry.files import UserError, atomic_output, remove_leftovers, run_main, write_json
-from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_SPECTROGRAMS, SettingsMismatch, check_compatible,
+from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_SPECTROGRAMS, Settings, SettingsMismatch, check_compatible,
                         parse_overrides)
+from cry.reason.data import SETTINGS_FILE, find_recordings, read_settings, recording_to_pngs, remove_orphans
 
 
 def end_with_parent(parent: int) -> None:
@@ -50,9 +48,10 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="change a feature setting for an experiment, e.g. window_seconds=2")
     args = parser.parse_args(argv)
+    runtime.setup()  # parallelism is across files, not in BLAS
     started = time.perf_counter()
     try:
-        settings = parse_overrides(args.set)
+        settings = parse_overrides(args.set, Settings())
         if (args.out_dir / SETTINGS_FILE).exists():
             check_compatible(read_settings(args.out_dir), settings, f"{args.out_dir}")
     except SettingsMismatch as exc:

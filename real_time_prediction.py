@@ -1,10 +1,10 @@
 """Listen to the microphone and say, live, whether a baby is crying and, as far as the model honestly knows, why.
 
-Every --hop seconds the newest window goes through the package's live path (cry.monitor):
-too quiet -> "quiet" (no model call); not a cry -> "not crying" and what was heard; a cry ->
-"crying" with the reason only where held-out babies showed the model knows it, otherwise
-"reason uncertain" and the top guesses. Answers go to the terminal and, when asked, to a
-CSV of episodes, a per-window trace, the web page and MQTT.
+Every hop (the detector's live settings: a 3 s window every 0.5 s) the newest window goes through
+the package's live path (cry.live_path): too quiet -> "quiet" (no model call); not a cry ->
+"not crying" and what was heard; a cry -> "crying" with the reason only where held-out babies
+showed the model knows it, otherwise "reason uncertain". Answers go to the terminal and, when
+asked, to a CSV of episodes, a per-window trace, the web page and MQTT.
 
   python real_time_prediction.py                          # default microphone
   python real_time_prediction.py --list-devices
@@ -12,25 +12,23 @@ CSV of episodes, a per-window trace, the web page and MQTT.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny matrices: BLAS threads only fight the models for cores
-
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from cry import mqtt, web
-from cry.detector import DEFAULT_PATH as DETECTOR_PATH
-from cry.detector import load_detector
+from cry import runtime
+from cry.assemble import load_live_path
 from cry.files import UserError, atomic_output, run_main
-from cry.live import RING_SECONDS, MicrophoneSource, file_source, import_sounddevice
-from cry.monitor import Scorer, decider_factory, run
-from cry.outputs import EpisodeLog, TerminalLine, Trace
-from cry.params import DEFAULT_MODEL
+from cry.live_path import run
+from cry.monitor import mqtt, web
+from cry.monitor.outputs import EpisodeLog, TerminalLine, Trace
+from cry.monitor.sources import MicrophoneSource, import_sounddevice
+from cry.params import DEFAULT_DETECTOR, DEFAULT_MODEL
 from cry.pretrained import PRETRAINED_DIR
+from cry.stream import RING_SECONDS, file_source
 
 
 def check_audio_output(path: Path) -> None:
@@ -58,8 +56,6 @@ def parse_args(argv):
     parser.add_argument("--device", help="input device number or part of its name (default: the system's)")
     parser.add_argument("--file", type=Path, help="play this recording through the same path instead")
     parser.add_argument("--fast", action="store_true", help="with --file: as fast as possible, not real time")
-    parser.add_argument("--hop", type=float, default=0.5, help="seconds between answers (default: %(default)s)")
-    parser.add_argument("--smooth", type=int, default=4, help="windows in the majority vote (default: %(default)s)")
     parser.add_argument("--threshold", type=float, help="claim a reason from this share of the cry up (default: "
                         "the model's, from validation babies); reasons are claimed at all only where held-out "
                         "babies showed skill, else 'reason uncertain'")
@@ -67,50 +63,80 @@ def parse_args(argv):
     parser.add_argument("--log", type=Path, help="append crying episodes (start, end, reason) to this CSV")
     parser.add_argument("--trace", type=Path, help="write every window's state and scores to this CSV")
     parser.add_argument("--save-audio", type=Path, help="write what was heard to this WAV, at the device rate")
-    parser.add_argument("--detector", default=str(DETECTOR_PATH), help="the crying detector (YAMNet + a trained "
-                        "head), or 'none': the reason model alone decides crying (default: %(default)s)")
+    parser.add_argument("--detector", default=str(DEFAULT_DETECTOR), help="the crying detector (YAMNet + a trained "
+                        "head, with the live settings it was tuned under), or 'none': the reason model alone "
+                        "decides crying (default: %(default)s)")
     parser.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder (default: {PRETRAINED_DIR})")
-    web.add_arguments(parser)
-    mqtt.add_arguments(parser)
+    page, defaults = parser.add_argument_group("web page (a parent's view on a phone)"), web.PageOptions()
+    page.add_argument("--serve", metavar="[HOST:]PORT", help="serve the page while listening, on 127.0.0.1 unless "
+                      "HOST is given (e.g. 0.0.0.0:8000 for the phones of this network: a token is then required)")
+    page.add_argument("--token", default=os.environ.get("CRY_WEB_TOKEN"), help="required by the page and its "
+                      "API (default: $CRY_WEB_TOKEN, else none on 127.0.0.1 and a random one, printed with the "
+                      "address, elsewhere)")
+    page.add_argument("--history", type=Path, help=f"keep crying episodes in this SQLite file "
+                      f"(default with --serve: {web.DEFAULT_HISTORY})")
+    page.add_argument("--alert-after", type=float, default=defaults.alert_after_seconds,
+                      help="alert when an episode has lasted this many seconds (default: %(default)s)")
+    page.add_argument("--alert-cooldown", type=float, default=defaults.alert_cooldown_seconds,
+                      help="at most one alert per this many seconds (default: %(default)s)")
+    page.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb,
+                      help="largest recording the page accepts (default: %(default)s)")
+    sensors, defaults = parser.add_argument_group("MQTT (a Home Assistant sensor, found by MQTT discovery)"), \
+        mqtt.MqttOptions()
+    sensors.add_argument("--mqtt", metavar="HOST[:PORT]", type=mqtt.parse_address,
+                         help="publish to this broker (port 1883, or 8883 with TLS)")
+    sensors.add_argument("--mqtt-user", metavar="USER", help=f"user name; the password comes from the environment "
+                         f"variable {mqtt.PASSWORD_ENV} or --mqtt-password-file, never from the command line")
+    sensors.add_argument("--mqtt-password-file", dest="mqtt_password", metavar="FILE", type=mqtt.read_password,
+                         help="the password: the first line of FILE")
+    sensors.add_argument("--mqtt-tls", action="store_true", help="connect with TLS, checking the broker's "
+                         "certificate")
+    sensors.add_argument("--mqtt-ca", type=Path, metavar="FILE", help="the CA certificate that signs the broker's "
+                         "(implies --mqtt-tls; default: the system's)")
+    sensors.add_argument("--mqtt-prefix", metavar="PREFIX", type=mqtt.topic_word, default=defaults.prefix,
+                         help="Home Assistant's discovery prefix (default: %(default)s)")
+    sensors.add_argument("--mqtt-id", metavar="ID", type=mqtt.topic_word, default=defaults.node,
+                         help="names the topics and Home Assistant's unique ids: keep it to keep the entities "
+                         "(default: %(default)s)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    runtime.setup()
     if args.list_devices:
         print(import_sounddevice().query_devices())
         return 0
-    if args.hop <= 0 or args.smooth < 1:
-        raise UserError("--hop must be > 0 and --smooth at least 1")
     if args.save_audio:  # now, not after a night of listening
         check_audio_output(args.save_audio)
     keep = args.save_audio is not None
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     source = file_source(args.file, args.fast, keep) if args.file else MicrophoneSource(device, keep)  # fails fast
-    sensors = mqtt.outputs_from_args(args)  # Home Assistant's, when asked; wrong credentials fail fast too
-    page = web.Page(args)  # --serve, --history: checked, and the port taken, before the model loads
-    detector = None if args.detector == "none" else load_detector(Path(args.detector), args.pretrained_dir)
-    scorer, info = Scorer.from_model_file(args.model, detector)
-    if scorer.settings.window_seconds > RING_SECONDS:
-        raise UserError(f"{args.model}: windows of {scorer.settings.window_seconds} s exceed the "
-                        f"{RING_SECONDS} s buffer")
-    make_decider = decider_factory(scorer, info, args.smooth, args.threshold)  # also one per uploaded recording
-    decider, episodes = make_decider()
-    scorer(np.full(scorer.settings.window_samples, 0.1, np.float32), scorer.settings.sample_rate_hz)  # warm-up
+    sensors = mqtt.mqtt_outputs(mqtt.MqttOptions(args.mqtt, args.mqtt_user, args.mqtt_password, args.mqtt_tls,
+                                                 args.mqtt_ca, args.mqtt_prefix, args.mqtt_id))
+    page = web.Page(web.PageOptions(args.serve, args.token, args.history, args.alert_after, args.alert_cooldown,
+                                    args.max_upload_mb))  # checked, and the port taken, before the model loads
+    path = load_live_path(args.model, None if args.detector == "none" else Path(args.detector),
+                          args.pretrained_dir, args.threshold)
+    if path.live.window_seconds > RING_SECONDS:
+        raise UserError(f"windows of {path.live.window_seconds} s exceed the {RING_SECONDS} s buffer")
+    decision = path.decision()
+    warm_up = np.full(int(path.live.window_seconds * source.samplerate), 0.1, np.float32)
+    path.scorer(warm_up, source.samplerate)  # the models' first call is slow: not on the first answer
 
     outputs = [TerminalLine()]
     if args.log:
         outputs.append(EpisodeLog(args.log))
     if args.trace:
         outputs.append(Trace(args.trace))
-    outputs += page.outputs(scorer, make_decider)  # the episode history and the page, when asked
+    outputs += page.outputs(path)  # the episode history and the page, when asked
     outputs += sensors
-    print(f"listening to {source.label} at {source.samplerate} Hz, an answer every {args.hop} s; Ctrl-C ends",
-          file=sys.stderr, flush=True)
-    why = run(source, scorer, decider, episodes, outputs, scorer.settings.window_seconds, args.hop, args.duration)
+    print(f"listening to {source.label} at {source.samplerate} Hz, an answer every {path.live.hop_seconds:g} s; "
+          f"Ctrl-C ends", file=sys.stderr, flush=True)
+    why = run(source, path, decision, outputs, args.duration)
     for output in outputs:
         output.close()
-    print(f"{why}: {source.ring.total / source.samplerate:.1f} s heard, {episodes.count} crying episodes, "
+    print(f"{why}: {source.ring.total / source.samplerate:.1f} s heard, {decision.episodes} crying episodes, "
           f"{source.ring.overflows} input overflows", file=sys.stderr)
     for output in outputs:
         if getattr(output, "path", None):

@@ -18,16 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cry import reports
-from cry import detector as det
-from cry.calibration import calibrate, choose_uncertain_threshold, fit_calibration, reason_claim_skill
-from cry.data import index_spectrograms, read_settings, select, split_by_baby
+from cry import runtime
 from cry.files import UserError, run_main
-from cry.model import predict_paths, train
-from cry.model_files import info_path, save_model
-from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_MODEL, DEFAULT_SPECTROGRAMS, add_training_arguments,
-                        training_from_args)
+from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_SPECTROGRAMS, LiveSettings,
+                        parse_overrides)
 from cry.pretrained import PRETRAINED_DIR, yamnet_files
+from cry.reason import reports
+from cry.reason.calibration import calibrate, choose_uncertain_threshold, fit_calibration, reason_claim_skill
+from cry.reason.data import index_spectrograms, read_settings, select, split_by_baby
+from cry.reason.info import ModelInfo
+from cry.reason.model import predict_paths, train
+from cry.reason.model_files import info_path, save_model
+from cry.reason.params import TRAINING_OPTIONS, Training, add_training_arguments
 
 
 def check_writable(folder: Path) -> None:
@@ -46,13 +48,18 @@ def main(argv=None) -> int:
     add_training_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="for the split, initial weights and shuffling")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
-    parser.add_argument("--detector", default=str(det.DEFAULT_PATH),
+    parser.add_argument("--detector", default=str(DEFAULT_DETECTOR),
                         help="where the crying detector goes, or 'none' to skip it (default: %(default)s)")
+    parser.add_argument("--live-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="change a live setting the detector is tuned under and saved with, e.g. hop_seconds=1 "
+                        f"(defaults: {LiveSettings().to_dict()})")
     parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO,
                         help="the corpus recordings, for the detector (default: %(default)s)")
     parser.add_argument("--pretrained-dir", type=Path, default=PRETRAINED_DIR, help="YAMNet (default: %(default)s)")
     args = parser.parse_args(argv)
-    params = training_from_args(args)
+    runtime.setup()
+    params = Training().replace(**{name: getattr(args, name) for name in TRAINING_OPTIONS})
+    live = parse_overrides(args.live_set, LiveSettings())
     if params.epochs < 1 or params.patience < 1 or params.batch_size < 1:
         raise UserError("--epochs, --patience and --batch-size must be at least 1")
     if not args.model.name.endswith(".keras"):
@@ -66,10 +73,10 @@ def main(argv=None) -> int:
     settings = read_settings(args.data_dir)
     windows = index_spectrograms(args.data_dir)
     split = split_by_baby(windows, args.seed)
-    parts = {name: select(windows, babies) for name, babies in split.items()}
+    parts = {name: select(windows, getattr(split, name)) for name in ("train", "validation", "test")}
     for name, part in parts.items():
         counts = np.bincount(part.labels, minlength=len(CLASSES))
-        print(f"{name}: {len(split[name])} babies, {len(part)} windows (" +
+        print(f"{name}: {len(getattr(split, name))} babies, {len(part)} windows (" +
               ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts)) + ")")
 
     backup_dir = args.model.parent / f".{args.model.stem}.backup"
@@ -83,27 +90,27 @@ def main(argv=None) -> int:
     test = parts["test"]  # held-out babies: may a reason be claimed at all?
     claims = reason_claim_skill(calibrate(predict_paths(model, test.paths), calibration), test.labels, test.babies,
                                 threshold)
-    extra = {"arch": params.arch, "seed": args.seed, "data_dir": str(args.data_dir), "split": split,
-             "training": params.to_dict(), "epochs_run": len(history["loss"]), "history": history,
-             "train_class_counts": np.bincount(parts["train"].labels, minlength=len(CLASSES)).tolist(),
-             "calibration": calibration, "uncertain_threshold": threshold, "reason_claims": claims}
-    save_model(model, settings, extra, args.model)
+    info = ModelInfo("", "", settings, params, calibration, threshold, claims, split, args.seed, str(args.data_dir),
+                     len(history["loss"]), history,
+                     tuple(np.bincount(parts["train"].labels, minlength=len(CLASSES)).tolist()))
+    save_model(model, info, args.model)
     shutil.rmtree(backup_dir, ignore_errors=True)
     curves = reports.plot_training_curves(history, args.model.with_name(f"{args.model.stem}_curves.png"))
-    print(f"calibration: silence log-odds x{calibration['silence_scale']:.2f} {calibration['silence_shift']:+.2f}, "
-          f"reasons temperature {calibration['temperature']:.2f}, log-prior shifts "
-          f"{' '.join(f'{b:+.1f}' for b in calibration['class_log_bias'])}; uncertain below {threshold:.2f} "
+    print(f"calibration: silence log-odds x{calibration.silence_scale:.2f} {calibration.silence_shift:+.2f}, "
+          f"reasons temperature {calibration.temperature:.2f}, log-prior shifts "
+          f"{' '.join(f'{b:+.1f}' for b in calibration.class_log_bias)}; uncertain below {threshold:.2f} "
           f"(fitted on validation babies)")
-    print(f"reason claims on held-out babies at that threshold: {claims['claimed_share']:.0%} of cry windows, "
-          f"right {claims['precision'] or 0:.0%} (95% lower bound {claims['precision_ci_low'] or 0:.0%}) against "
-          f"{claims['prior_precision'] or 0:.0%} for always '{claims['prior_reason']}': "
-          + ("claimed live" if claims["allowed"] else "live says 'reason uncertain'"))
+    print(f"reason claims on held-out babies at that threshold: {claims.claimed_share:.0%} of cry windows, "
+          f"right {claims.precision or 0:.0%} (95% lower bound {claims.precision_ci_low or 0:.0%}) against "
+          f"{claims.prior_precision or 0:.0%} for always '{claims.prior_reason}': "
+          + ("claimed live" if claims.allowed else "live says 'reason uncertain'"))
     print(f"model written to {args.model} and {info_path(args.model)}; curves in {curves}")
     if args.detector != "none":
-        from cry.detector_training import train_on_corpus
+        from cry.detect.detector import describe
+        from cry.detect.training import train_on_corpus
 
-        detector = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir)
-        print(f"detector written to {args.detector}: {det.describe(detector)}")
+        detector = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir, live)
+        print(f"detector written to {args.detector}: {describe(detector)}")
     return 0
 
 

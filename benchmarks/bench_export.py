@@ -1,5 +1,5 @@
 """LiteRT export and parity: exports float32, float16 and int8 weights as export_model.py does
-(cry.litert.export), then reports file sizes against the Keras file and parity against the
+(cry.reason.litert.export), then reports file sizes against the Keras file and parity against the
 Keras model on test windows.
 
 Writes the .tflite files and their record beside the model; the figures go to the benchmark
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from common import ROOT, print_table, target_row, update_report
 
-from cry.litert import export, parity_images
-from cry.model_files import data_dir_of, load_model
+from cry.reason.litert import export, parity_images
+from cry.reason.model_files import load_model
 from cry.params import DEFAULT_MODEL
 
 
@@ -28,8 +28,8 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     model, info = load_model(args.model)
-    images = parity_images(info, ROOT / data_dir_of(info), args.max_windows)
-    figures = export(model, args.model, info["sha256"], images, ("float32", "float16", "int8"))
+    images = parity_images(info, ROOT / Path(info.data_dir), args.max_windows)
+    figures = export(model, args.model, info.sha256, images, ("float32", "float16", "int8"))
     seconds = time.perf_counter() - start
     keras_bytes = args.model.stat().st_size
     exports = figures["exports"]

@@ -1,7 +1,7 @@
 """Inference latency for one window on one core: each way of running the model, side by side.
 
 For one 128x128x3 image: model.predict, calling the model eagerly, predict_on_batch, a
-tf.function traced for one image, cry.model.predict_probabilities (what evaluation uses),
+tf.function traced for one image, cry.reason.model.predict_probabilities (what evaluation uses),
 and LiteRT exports with float32, float16 and int8 weights. The trained default model and,
 for comparison, a freshly built "seed" model (speed does not depend on the weights). Each
 path is also checked against the Keras model on real test windows; the fastest path that
@@ -23,9 +23,11 @@ from common import ROOT, median_p95_ms, print_table, target_row, time_calls, upd
 
 import numpy as np
 
-from cry.audio import audio_to_windows, list_audio_files, load_audio, resample
+from cry.audio import list_audio_files, resample
+from cry.reason.windows import audio_to_windows, load_audio
 from cry.features import window_to_image
-from cry.params import DEFAULT_AUDIO, DEFAULT_MODEL, Training
+from cry.params import DEFAULT_AUDIO, DEFAULT_MODEL
+from cry.reason.params import Training
 
 MAX_DIFF = 1e-4  # float rounding, not a different model
 
@@ -34,8 +36,8 @@ def model_paths(model, threads: int) -> dict:
     """name -> function(images uint8 [1, size, size, 3]) -> probabilities [1, n_classes]."""
     import tensorflow as tf
 
-    from cry.litert import LiteRTModel
-    from cry.model import predict_probabilities
+    from cry.reason.litert import LiteRTModel
+    from cry.reason.model import predict_probabilities
 
     traced = tf.function(lambda x: model(x, training=False), input_signature=[
         tf.TensorSpec((1, *model.input_shape[1:]), tf.uint8)])
@@ -99,14 +101,14 @@ def main(argv=None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from cry.litert import parity_images
-    from cry.model import build_model
-    from cry.model_files import data_dir_of, load_model
+    from cry.reason.litert import parity_images
+    from cry.reason.model import build_model
+    from cry.reason.model_files import load_model
 
     model, info = load_model(args.model)
-    settings = info["settings"]
-    images = parity_images(info, ROOT / data_dir_of(info), args.windows)
-    arch = info.get("arch", "time")
+    settings = info.settings
+    images = parity_images(info, ROOT / Path(info.data_dir), args.windows)
+    arch = info.training.arch
     rows = measure(f"{args.model.name} ({arch})", model, images, args.threads, args.calls)
     seed_rows = measure("seed architecture, untrained", build_model(settings, Training(arch="seed")), images,
                         args.threads, args.calls) if arch != "seed" else rows

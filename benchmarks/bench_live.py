@@ -24,18 +24,15 @@ if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, before TF starts threads
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 
-from cry.audio import resample  # noqa: E402
-from cry.decision import Decider, Episodes  # noqa: E402
-from cry.detector import DEFAULT_PATH as DETECTOR_PATH  # noqa: E402
-from cry.detector import load_detector  # noqa: E402
+from cry.assemble import load_live_path  # noqa: E402
+from cry.audio import decode, resample  # noqa: E402
 from cry.files import run_main  # noqa: E402
-from cry.live import ArraySource, MicrophoneSource, RingBuffer, listen  # noqa: E402
-from cry.monitor import Scorer  # noqa: E402
-from cry.outputs import TerminalLine  # noqa: E402
-from cry.params import DEFAULT_MODEL  # noqa: E402
+from cry.monitor.outputs import TerminalLine  # noqa: E402
+from cry.monitor.sources import MicrophoneSource  # noqa: E402
+from cry.params import DEFAULT_DETECTOR, DEFAULT_MODEL  # noqa: E402
 from cry.pretrained import PRETRAINED_DIR  # noqa: E402
+from cry.stream import RingBuffer, array_source, listen  # noqa: E402
 
 
 def percentiles(ms) -> tuple[float, float]:
@@ -56,10 +53,7 @@ class TimedRingBuffer(RingBuffer):
 
 def scoring_latency(scorer, keras_model, audio: np.ndarray, rate: int, n: int = 30) -> dict:
     """Milliseconds per window: the live scoring, and model.predict on the same image."""
-    from cry.features import window_to_image
-    from cry.monitor import fit_length
-
-    settings, size = scorer.settings, int(scorer.settings.window_seconds * rate)
+    settings, size = scorer.reasons.settings, int(scorer.live.window_seconds * rate)
     times = {"scoring (gate + detector + reason model)": [], "model.predict alone": []}
     scorer(audio[:size], rate)
     blank = np.zeros((1, settings.image_size, settings.image_size, 3), np.uint8)
@@ -68,8 +62,7 @@ def scoring_latency(scorer, keras_model, audio: np.ndarray, rate: int, n: int = 
         t0 = time.perf_counter()
         scorer(audio[s:s + size], rate)
         t1 = time.perf_counter()
-        image = window_to_image(fit_length(resample(audio[s:s + size], rate, settings.sample_rate_hz),
-                                           settings.window_samples), settings)[None]
+        image = scorer.reasons.image(scorer.reason_window(audio[s:s + size], rate))[None]
         t2 = time.perf_counter()
         keras_model.predict(image, verbose=0)
         times["scoring (gate + detector + reason model)"].append(1000 * (t1 - t0))
@@ -77,29 +70,27 @@ def scoring_latency(scorer, keras_model, audio: np.ndarray, rate: int, n: int = 
     return {key: percentiles(ms) for key, ms in times.items()}
 
 
-def listening(scorer, info, source, hop: float, seconds: float) -> dict:
+def listening(path, source, seconds: float) -> dict:
     """The live loop as the script runs it; work = time inside the per-hop handler;
     delay = answer printed - arrival of the oldest sample new in that window."""
-    settings, rate = scorer.settings, source.samplerate
-    decider, episodes = Decider(scorer.cry_threshold, info.get("uncertain_threshold", 1.0)), Episodes()
+    live, rate, scorer, decision = path.live, source.samplerate, path.scorer, path.decision()
     terminal = TerminalLine(open(os.devnull, "w"))  # printed as the script does, not shown
     windows, work = [], []
 
     def on_window(end, window):
         t0 = time.perf_counter()
-        state = decider.update(scorer(window, rate), end / rate)
+        state, _ = decision.update(scorer(window, rate), end / rate)
         terminal.on_window(state)
-        episodes.update(state)
         work.append(1000 * (time.perf_counter() - t0))
         windows.append((end, time.monotonic(), state.cry_probability is not None))
 
     cpu0, wall0 = time.process_time(), time.monotonic()
     source.start()
-    listen(source, on_window, settings.window_seconds, hop, seconds)
+    listen(source, on_window, live.window_seconds, live.hop_seconds, seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     source.close()
     totals, times = (np.array(column) for column in zip(*source.ring.arrivals))
-    hop_n, window_n = int(round(hop * rate)), int(round(settings.window_seconds * rate))
+    hop_n, window_n = int(round(live.hop_seconds * rate)), int(round(live.window_seconds * rate))
     oldest = [1000 * (printed - times[np.searchsorted(totals, max(end - hop_n, end - window_n), side="right")])
               for end, printed, _ in windows[1:]]
     return {"windows": len(windows), "model calls": sum(w[2] for w in windows), "delay oldest": oldest,
@@ -108,7 +99,7 @@ def listening(scorer, info, source, hop: float, seconds: float) -> dict:
 
 def loud_recording() -> Path:
     files = sorted((ROOT / "data" / "audio").glob("[!s]*/*.wav"))[:40]  # cries, not silence
-    return max(files, key=lambda p: float(np.sqrt(np.mean(sf.read(p, dtype="float32")[0] ** 2))))
+    return max(files, key=lambda p: float(np.sqrt(np.mean(decode(p)[0] ** 2))))
 
 
 def main(argv=None) -> dict:
@@ -117,9 +108,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--file", type=Path, help="a cry recording (default: the loudest of data/audio's first)")
     parser.add_argument("--rate", type=int, default=44100, help="device rate to feed at (default: %(default)s)")
     parser.add_argument("--mic", action="store_true", help="listen to the default input device instead")
-    parser.add_argument("--detector", type=Path, default=ROOT / DETECTOR_PATH,
+    parser.add_argument("--detector", type=Path, default=ROOT / DEFAULT_DETECTOR,
                         help="the crying detector, when the file exists (default: %(default)s)")
-    parser.add_argument("--hop", type=float, default=0.5)
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to listen (default: %(default)s)")
     args = parser.parse_args(argv)
 
@@ -127,21 +117,21 @@ def main(argv=None) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from cry.model_files import load_model
+    from cry.reason.model_files import load_model
 
-    detector = load_detector(args.detector, ROOT / PRETRAINED_DIR) if args.detector.is_file() else None
-    scorer, info = Scorer.from_model_file(args.model, detector)
+    path = load_live_path(args.model, args.detector if args.detector.is_file() else None, ROOT / PRETRAINED_DIR)
+    scorer, detector = path.scorer, path.scorer.detector
     wav = args.file or loud_recording()
-    audio, rate = sf.read(wav, dtype="float32", always_2d=True)
-    audio = resample(audio.mean(axis=1), rate, args.rate)  # what a device at args.rate would deliver
+    audio, rate = decode(wav)
+    audio = resample(audio, rate, args.rate)  # what a device at args.rate would deliver
     audio = np.tile(audio, int(np.ceil(args.seconds * args.rate / len(audio))))[:int(args.seconds * args.rate)]
     latency = scoring_latency(scorer, load_model(args.model)[0], audio, args.rate)
 
-    source = MicrophoneSource() if args.mic else ArraySource(audio, args.rate, wav.name)
+    source = MicrophoneSource() if args.mic else array_source(audio, args.rate, wav.name)
     source.ring = TimedRingBuffer(len(source.ring.data))  # before start(): the stream writes into this one
-    live = listening(scorer, info, source, args.hop, args.seconds)
+    live = listening(path, source, args.seconds)
 
-    hop_ms = 1000 * args.hop
+    hop_ms = 1000 * path.live.hop_seconds
     fraction = np.array(live["work ms"]) / hop_ms
     rows = [[f"{key} (ms/window)", *value, None, None] for key, value in latency.items()]
     rows.append(["all work per hop (fraction of the hop)", *percentiles(fraction),
@@ -152,7 +142,8 @@ def main(argv=None) -> dict:
     source_name = "microphone" if args.mic else wav.name
     print_table(f"Live monitor, one core: model {args.model.name}, detector {'yes' if detector else 'none'}, "
                 f"{source_name} at "
-                f"{args.rate} Hz, hop {args.hop} s, {live['windows']} windows ({live['model calls']} scored), "
+                f"{args.rate} Hz, hop {path.live.hop_seconds} s, {live['windows']} windows "
+                f"({live['model calls']} scored), "
                 f"{live['overflows']} input overflows; targets apply to p95",
                 ["", "median", "p95", "target", "met"], rows)
     scoring = latency["scoring (gate + detector + reason model)"]

@@ -1,6 +1,6 @@
 """Preprocessing throughput in files per second over the corpus, against two references.
 
-  ours     cry.data.recording_to_pngs (what preprocess_model.py runs): every window through
+  ours     cry.reason.data.recording_to_pngs (what preprocess_model.py runs): every window through
            window_to_indices, one PNG each
   figure   the usual way: librosa mel -> specshow in a matplotlib figure -> savefig ->
            reload at 128x128 -> PNG (on every --figure-step'th file only: it is slow)
@@ -39,8 +39,8 @@ from common import ROOT, print_table, target_row, update_report
 
 import numpy as np
 
-from cry.audio import audio_to_windows, load_audio
-from cry.data import find_recordings, recording_to_pngs
+from cry.reason.windows import audio_to_windows, load_audio
+from cry.reason.data import find_recordings, recording_to_pngs
 from cry.features import mel_basis, png_to_image, reference_window_to_image, window_to_image
 from cry.params import DEFAULT_AUDIO, Settings
 

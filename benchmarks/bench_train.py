@@ -1,6 +1,6 @@
 """Training speed and memory on the full corpus: seconds per epoch and peak resident memory.
 
-Trains the default architecture for --epochs epochs through cry.dataset's tf.data
+Trains the default architecture for --epochs epochs through cry.reason.dataset's tf.data
 pipeline (PNGs decoded once and cached, shuffled, augmented, batched, prefetched) on the
 same baby-disjoint split as train_model.py. The first epoch also decodes every PNG into the
 cache and traces the graph; later epochs read the cache, so seconds per epoch is the mean
@@ -19,10 +19,11 @@ from common import ROOT, peak_rss_mb, print_table, target_row, update_report
 
 import keras
 
-from cry.data import index_spectrograms, read_settings, select, split_by_baby
-from cry.dataset import evaluation_dataset, training_dataset
-from cry.model import build_model
-from cry.params import ARCHITECTURES, DEFAULT_SPECTROGRAMS, Training
+from cry.reason.data import index_spectrograms, read_settings, select, split_by_baby
+from cry.reason.dataset import evaluation_dataset, training_dataset
+from cry.reason.model import build_model
+from cry.params import DEFAULT_SPECTROGRAMS
+from cry.reason.params import ARCHITECTURES, Training
 
 BUDGET_MB = 2048
 
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     settings = read_settings(args.data_dir)
     windows = index_spectrograms(args.data_dir)
     split = split_by_baby(windows, args.seed)
-    train, validation = select(windows, split["train"]), select(windows, split["validation"])
+    train, validation = select(windows, split.train), select(windows, split.validation)
     params = Training(arch=args.arch, batch_size=args.batch_size)
     keras.utils.set_random_seed(args.seed)
     model = build_model(settings, params)

@@ -19,9 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 
-from cry.audio import list_audio_files, resample  # noqa: E402
+from cry.audio import decode, list_audio_files, resample  # noqa: E402
 from cry.yamnet import BABY_CRY, YamnetModel, heard_label, waveform_to_log_mel_patches  # noqa: E402
 
 RATE_HZ = 16000
@@ -42,8 +41,8 @@ def median_ms(fn, n: int, warmup: int = 5) -> float:
 
 def load_16k(path: Path) -> np.ndarray:
     """Mono float32 [n] at 16 kHz."""
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return resample(audio.mean(axis=1), rate, RATE_HZ)
+    audio, rate = decode(path)
+    return resample(audio, rate, RATE_HZ)
 
 
 def band_limited(waveform: np.ndarray) -> np.ndarray:

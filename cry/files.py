@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -10,8 +12,18 @@ from pathlib import Path
 
 
 TMP_MARK = ".tmp"  # in the names of atomic_output's temporary files: .<stem>.<random>.tmp<suffix>
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: new outputs get the permissions open() would give them, not mkstemp's 0600
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask, read once on the first write: from /proc on Linux, since os.umask can
+    only be read by setting it, which races with threads creating files meanwhile."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class UserError(Exception):
@@ -19,18 +31,19 @@ class UserError(Exception):
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path):
+def atomic_output(path: Path, mode: int | None = None):
     """Yield a temporary path beside `path`; on success it replaces `path` in one step.
 
     The temporary name keeps the suffix (Keras and PIL look at it). On any error the
-    temporary file is removed and `path` keeps its old content.
+    temporary file is removed and `path` keeps its old content. The file gets the permissions
+    open() would give it (mkstemp's are 0600), or `mode`.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TMP_MARK}{path.suffix}", dir=path.parent)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, (0o666 & ~_umask()) if mode is None else mode)
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
@@ -55,6 +68,15 @@ def remove_leftovers(folder: Path) -> int:
     for p in leftovers:
         p.unlink(missing_ok=True)
     return len(leftovers)
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, hex, read in 1 MB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json(data, path: Path) -> None:

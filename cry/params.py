@@ -1,8 +1,13 @@
-"""All settings in two frozen objects: what the model sees (Settings), and how it is built and
-trained (Training); both are saved with every model, Settings also with every spectrogram folder."""
+"""The settings everything downstream depends on, in frozen objects saved with what they made.
+
+`Settings`: what the reason model sees (saved with every spectrogram folder and model).
+`LiveSettings`: how the live path listens (window, hop, smoothing, the quiet gate, how a clip
+played on its own is padded, the episode rules); saved in the detector's file, whose threshold
+was tuned under them, and used by the monitor, the page's upload and every evaluation of the
+live path, so none of them repeats a default by hand.
+"""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -10,36 +15,49 @@ from cry.files import UserError
 
 # The order is part of the model: output unit i is CLASSES[i].
 CLASSES = ("belly_pain", "hungry", "cold_hot", "tired", "silence", "discomfort", "burping")
+SILENCE = CLASSES.index("silence")
+REASONS = tuple(c for c in CLASSES if c != "silence")
 
 # Where the scripts read and write by default.
 DEFAULT_AUDIO = Path("data/audio")
 DEFAULT_SPECTROGRAMS = Path("data/spectrograms")
 DEFAULT_MODEL = Path("models/cry_model.keras")
-
-ARCHITECTURES = ("seed", "time")
-BALANCES = ("weights", "sampling")
-AUGMENTATIONS = ("none", "spec", "mix")  # none; masks + time shift; that + gain + mixing with silence
+DEFAULT_DETECTOR = Path("models/cry_detector.json")
+DEFAULT_REPORTS = Path("reports")
 
 # Bump when window_to_image changes in a way settings do not capture: old PNGs and models
 # then refuse to load instead of silently disagreeing with live features.
 FEATURE_VERSION = 1
 
 
-# Fields added after the first release, with the value that reproduces files made before them.
-_ADDED_LATER = {"db_reference": "fixed"}
-
-
 class SettingsMismatch(UserError, ValueError):
     """Data or a model was made with settings this code cannot reproduce."""
 
 
+def dataclass_from_dict(cls, d: dict, added_later: dict | None = None, removed: tuple = ()):
+    """cls(**d), strictly: unknown or missing fields mean another code version wrote the file,
+    except fields added later (whose default reproduces what that version did) and fields
+    since removed (ignored). Lists become tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    d = {**(added_later or {}), **{k: v for k, v in d.items() if k not in removed}}
+    unknown, missing = sorted(set(d) - names), sorted(names - set(d))
+    if unknown or missing:
+        raise SettingsMismatch(f"{cls.__name__} written by another version (unknown: {unknown}, missing: {missing})")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def dataclass_to_dict(obj) -> dict:
+    """JSON-ready fields of a frozen settings object (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything that decides what the model sees. Units are in the names."""
+    """Everything that decides what the reason model sees. Units are in the names."""
 
     sample_rate_hz: int = 22050
-    window_seconds: float = 3.0          # one model input; same in training and live
-    window_hop_seconds: float = 1.0      # between windows cut from a recording
+    window_seconds: float = 3.0          # one model input
+    window_hop_seconds: float = 1.0      # between windows cut from a recording for training
     n_fft: int = 2048
     n_mels: int = 128
     fmin_hz: float = 50.0
@@ -49,7 +67,6 @@ class Settings:
     db_reference: str = "fixed"          # "fixed": db_ceiling; "window": each window's loudest band is the ceiling
     image_size: int = 128
     colormap: str = "viridis"
-    quiet_dbfs: float = -60.0            # RMS below this is "quiet" (quietest corpus window: -56)
     min_audio_seconds: float = 1.0       # shorter recordings are skipped, not padded
     classes: tuple = CLASSES
     feature_version: int = FEATURE_VERSION
@@ -64,29 +81,66 @@ class Settings:
         return max(1, self.window_samples // (self.image_size - 1))
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["classes"] = list(self.classes)
-        return d
+        return dataclass_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Settings:
-        """Strict: unknown or missing fields mean another code version made the file (except
-        fields added later whose default reproduces what that version did)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        d = {**_ADDED_LATER, **d}
-        unknown, missing = sorted(set(d) - names), sorted(names - set(d))
-        if unknown or missing:
-            raise SettingsMismatch(
-                f"settings were written by another version (unknown: {unknown}, missing: {missing})")
-        d = dict(d, classes=tuple(d["classes"]))
-        return cls(**d)
+        # db_reference came later (older files were "fixed"); the quiet gate moved to LiveSettings.
+        return dataclass_from_dict(cls, d, added_later={"db_reference": "fixed"}, removed=("quiet_dbfs",))
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def check(self) -> Settings:
+        """self, or SettingsMismatch saying which value cannot work."""
+        import matplotlib
 
-def describe_difference(a: Settings, b: Settings) -> str:
-    """'window_seconds 3.0 != 2.0, ...' for the fields that differ."""
+        if self.colormap not in matplotlib.colormaps:
+            raise SettingsMismatch(f"colormap={self.colormap!r}: not a matplotlib colour map")
+        if min(self.window_seconds, self.window_hop_seconds, self.n_fft, self.n_mels, self.sample_rate_hz,
+               self.db_range) <= 0 or self.image_size < 8:
+            raise SettingsMismatch("sizes, rates and seconds must be positive (image_size at least 8)")
+        if self.db_reference not in ("fixed", "window"):
+            raise SettingsMismatch(f"db_reference={self.db_reference!r}: choose fixed or window")
+        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate_hz / 2:
+            raise SettingsMismatch("need 0 <= fmin_hz < fmax_hz <= sample_rate_hz / 2")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveSettings:
+    """How the live path listens and decides over time. Units are in the names.
+
+    The detector's threshold is tuned through exactly these (a window of this length every
+    hop, the majority of `smooth_windows`), so they are saved in the detector's file and
+    every evaluation of the live path runs with the detector's own.
+    """
+
+    window_seconds: float = 3.0          # the newest audio judged at each answer
+    hop_seconds: float = 0.5             # between answers
+    smooth_windows: int = 4              # the majority of the last this many heard windows decides
+    quiet_dbfs: float = -60.0            # window RMS below this: "quiet", no model is asked
+    clip_padding_seconds: float = 1.0    # digital silence around a clip played on its own
+
+    def to_dict(self) -> dict:
+        return dataclass_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LiveSettings:
+        return dataclass_from_dict(cls, d)
+
+    def replace(self, **changes) -> LiveSettings:
+        return dataclasses.replace(self, **changes)
+
+    def check(self) -> LiveSettings:
+        if min(self.window_seconds, self.hop_seconds) <= 0 or self.smooth_windows < 1 or \
+                self.clip_padding_seconds < 0:
+            raise SettingsMismatch("live settings: seconds must be positive, smooth_windows at least 1")
+        return self
+
+
+def describe_difference(a, b) -> str:
+    """'window_seconds 3.0 != 2.0, ...' for the fields of two settings objects that differ."""
     da, db = a.to_dict(), b.to_dict()
     return ", ".join(f"{k} {da[k]!r} != {db[k]!r}" for k in da if da[k] != db[k])
 
@@ -102,94 +156,20 @@ def check_compatible(found: Settings, expected: Settings, what: str) -> None:
         raise SettingsMismatch(f"{what}: settings differ ({describe_difference(found, expected)})")
 
 
-def parse_overrides(pairs: list[str], base: Settings | None = None) -> Settings:
-    """Apply KEY=VALUE strings (from --set) to the settings, typed like the defaults."""
-    base = base or Settings()
-    types = {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(base)}
+def parse_overrides(pairs: list[str], base, fixed: tuple = ("classes", "feature_version")):
+    """Apply KEY=VALUE strings (from --set) to a settings object, typed like its fields, then
+    check the result. Returns a new object of base's type."""
+    types = {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(base) if f.name not in fixed}
     changes = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or key not in types or key in ("classes", "feature_version"):
-            raise SettingsMismatch(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
-                                   f"{sorted(k for k in types if k not in ('classes', 'feature_version'))}")
+        if not sep or key not in types:
+            raise SettingsMismatch(f"--set {pair!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
         try:
             changes[key] = types[key](value)
         except ValueError:
             raise SettingsMismatch(f"--set {pair!r}: {value!r} is not a {types[key].__name__}") from None
-    settings = base.replace(**changes)
-    import matplotlib
-
-    if settings.colormap not in matplotlib.colormaps:
-        raise SettingsMismatch(f"--set colormap={settings.colormap!r}: not a matplotlib colour map")
-    if min(settings.window_seconds, settings.window_hop_seconds, settings.n_fft, settings.n_mels,
-           settings.sample_rate_hz, settings.db_range) <= 0 or settings.image_size < 8:
-        raise SettingsMismatch("--set: sizes, rates and seconds must be positive (image_size at least 8)")
-    if settings.db_reference not in ("fixed", "window"):
-        raise SettingsMismatch(f"--set db_reference={settings.db_reference!r}: choose fixed or window")
-    if not 0 <= settings.fmin_hz < settings.fmax_hz <= settings.sample_rate_hz / 2:
-        raise SettingsMismatch("--set: need 0 <= fmin_hz < fmax_hz <= sample_rate_hz / 2")
-    return settings
-
-
-@dataclasses.dataclass(frozen=True)
-class Training:
-    """Every hyperparameter of the model and its training; the scripts' options default to these."""
-
-    arch: str = "time"                   # "time" reads the spectrogram in time order; "seed" as first specified
-    epochs: int = 30                     # at most
-    patience: int = 8                    # epochs without a better validation macro-F1 before stopping
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    balance: str = "sampling"            # "sampling": balanced batches; "weights": class weights
-    augment: str = "spec"                # one of AUGMENTATIONS, training data only
-    filters: tuple = (32, 64, 128)       # of the three Conv2D/MaxPool blocks
-    lstm_units: int = 64                 # each of the two LSTMs
-    dense_units: int = 64
-    dropout: float = 0.5
-    repeat_steps: int = 16               # "seed": how often RepeatVector repeats the flat vector
-    shuffle_buffer: int = 256            # per class, in balanced sampling
-    max_time_mask: int = 20              # SpecAugment: widest band of time columns set to the floor
-    max_freq_mask: int = 16              # ... and of mel rows
-    max_shift: int = 16                  # circular time shift, columns either way
-    max_gain_db: float = 6.0             # "mix": random gain
-    mix_snrs_db: tuple = (0.0, 5.0, 10.0, 20.0)  # "mix": a cry over real silence at one of these
-    mix_probability: float = 0.5         # "mix": share of windows that get silence mixed in
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Training:
-        """As saved in a model's JSON; fields added since keep their defaults."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-    def replace(self, **changes) -> Training:
-        return dataclasses.replace(self, **changes)
-
-
-_TRAINING_OPTIONS = {  # option: help; choices and defaults come from Training
-    "arch": ("'time' reads the spectrogram in time order; 'seed' is the original", ARCHITECTURES),
-    "epochs": ("at most", None),
-    "patience": ("early-stopping epochs", None),
-    "batch_size": ("", None),
-    "learning_rate": ("", None),
-    "balance": ("balanced sampling or class weights, training data only (weights collapsed some folds to "
-                "one class in cross-validation)", BALANCES),
-    "augment": ("training data only: none; spec = time/frequency masks + time shift; mix = spec + gain + "
-                "mixing with real silence at 0-20 dB SNR", AUGMENTATIONS),
-}
-
-
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """--arch, --epochs, --patience, --batch-size, --learning-rate, --balance, --augment,
-    defaulting to Training's values, for every script that trains."""
-    defaults = Training()
-    for name, (text, choices) in _TRAINING_OPTIONS.items():
-        default = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), choices=choices, default=default,
-                            help=f"{text}{' ' if text else ''}(default: %(default)s)")
-
-
-def training_from_args(args: argparse.Namespace) -> Training:
-    """The Training given by add_training_arguments' options; the rest stays at its default."""
-    return Training(**{name: getattr(args, name) for name in _TRAINING_OPTIONS})
+    try:
+        return base.replace(**changes).check()
+    except SettingsMismatch as exc:
+        raise SettingsMismatch(f"--set: {exc}") from None

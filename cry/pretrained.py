@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cry.files import UserError, atomic_output
+from cry.files import UserError, atomic_output, sha256_of
 
 PRETRAINED_DIR = Path("models/pretrained")
 HOW_TO_GET = ("get it with `python prepare_data.py` (downloads it) "
@@ -39,14 +39,6 @@ YAMNET_CLASS_MAP = PinnedFile(
 YAMNET_FILES = (YAMNET_MODEL, YAMNET_CLASS_MAP)
 
 _VERIFIED: set[tuple] = set()  # (path, inode, size, mtime_ns) already hashed in this process
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_problem(path: Path, pinned: PinnedFile) -> str | None:

@@ -147,6 +147,8 @@ class YamnetModel:
     coarser than the float embedding of the official model (ReLU6-capped, in steps of about 0.02).
     """
 
+    params = YamnetParams()  # the features it takes
+
     def __init__(self, model_path: Path, class_map_path: Path):
         from ai_edge_litert.interpreter import Interpreter  # not at import: cry.yamnet features stay light
 

@@ -67,10 +67,22 @@ def trained_model(spectrograms) -> Path:
 @pytest.fixture(scope="session")
 def fresh_model():
     """A freshly built (untrained) default model with the default settings; do not train it."""
-    from cry.model import build_model
+    from cry.reason.model import build_model
     from cry.params import Settings
 
     return build_model(Settings())
+
+
+def save_probe_model(model, path: Path) -> Path:
+    """Save a hand-made Keras model as train_model.py saves one: default settings, no calibration
+    (one temperature of 1), reasons "uncertain" below a share of 0.5 and never claimed."""
+    from cry.params import Settings
+    from cry.reason.info import Calibration, ModelInfo
+    from cry.reason.model_files import save_model
+
+    save_model(model, ModelInfo("", "", Settings(), calibration=Calibration(two_level=False), uncertain_threshold=0.5),
+               path)
+    return path
 
 
 def tone(freq_hz: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from cry.dataset import evaluation_dataset, training_dataset
+from cry.reason.dataset import evaluation_dataset, training_dataset
 from cry.decision import SILENCE
 from cry.features import colour_table, indices_to_png, pack_rgb, png_to_image, window_to_indices
-from cry.params import CLASSES, Settings, Training
+from cry.params import CLASSES, Settings
+from cry.reason.params import Training
 
 S = Settings()
 HUNGRY = CLASSES.index("hungry")

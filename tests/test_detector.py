@@ -9,13 +9,15 @@ import pytest
 import soundfile as sf
 from conftest import CORPUS, ROOT, tone
 
-from cry import detector as det
-from cry import detector_training as dt
-from cry import sound_report, synth
-from cry.audio import baby_id
-from cry.decision import Decider, Episodes, WindowScores
+from cry.audio import decode, is_quiet, resample, rms_dbfs
+from cry.corpus import baby_id
+from cry.decision import Decision, State, WindowScores
+from cry.detect import clip_report, synth
+from cry.detect import detector as det
+from cry.detect import training as dt
+from cry.detect.sounds import list_clips, source_of
 from cry.files import UserError
-from cry.sounds import list_clips, source_of
+from cry.live_path import LivePath
 
 SHARED = ROOT.parent / "shared"
 MODELS, SOUNDS = SHARED / "models", SHARED / "sounds"
@@ -74,11 +76,11 @@ def small_detector(yamnet, tmp_path_factory):
 
 def crying_answers(detector, audio: np.ndarray, rate: int) -> int:
     """How many windows of a clip (padded, 3 s every 0.5 s) the live decision rule calls crying."""
-    table = det.clip_windows(detector.yamnet, audio, rate, detector.band_hz)
-    decider = Decider(detector.threshold, smooth=det.SMOOTH)
-    states = [decider.update(WindowScores(0.0, float(p) if h else None), 0.0, 0.0).state
+    table = det.clip_windows(detector.yamnet, audio, rate, detector.band_hz, detector.live)
+    decision = Decision(detector.threshold, detector.live)
+    states = [decision.update(WindowScores(0.0, float(p) if h else None), 0.0, 0.0)[0].state
               for p, h in zip(dt.window_probabilities(detector.head, table), table["heard"])]
-    return states.count("crying")
+    return states.count(State.CRYING)
 
 
 def test_a_tone_white_noise_and_digital_silence_are_not_crying(small_detector):
@@ -90,7 +92,7 @@ def test_a_tone_white_noise_and_digital_silence_are_not_crying(small_detector):
         assert crying_answers(detector, audio, rate) == 0
     p, heard = detector(np.zeros(3 * 48000, np.float32), 48000)
     assert p <= detector.threshold and heard != "crying"
-    table = det.clip_windows(detector.yamnet, np.zeros(5 * 8000, np.float32), 8000, detector.band_hz)
+    table = det.clip_windows(detector.yamnet, np.zeros(5 * 8000, np.float32), 8000, detector.band_hz, detector.live)
     assert not table["heard"].any()  # the live path never asks a model about digital silence
 
 
@@ -110,7 +112,7 @@ def test_real_cries_are_crying(small_detector):
     detector, _, trained_babies = small_detector
     freesound = sorted(need(SOUNDS / "cry" / "esc50_crying_baby").glob("*.ogg"))[:4]
     for paths, at_least in ((held_out_cries(trained_babies, 6), 4), (freesound, 3)):
-        answers = [crying_answers(detector, *sf.read(str(p), dtype="float32")) for p in paths]
+        answers = [crying_answers(detector, *decode(p)) for p in paths]
         assert sum(a >= 2 for a in answers) >= at_least, answers
 
 
@@ -119,13 +121,16 @@ def test_the_detector_file_is_small_json_and_refuses_a_mismatch(small_detector, 
     data = json.loads(path.read_text())
     assert data["band_hz"] == det.BAND_HZ and data["threshold"] == detector.threshold
     assert len(data["head"]["weights"]) == 1024 and "trained_on" in data
+    assert data["live"] == detector.live.to_dict()  # the live settings its threshold was tuned under
     reloaded = det.load_detector(path, yamnet=detector.yamnet)
     window = tone(700.0, 3.0, 22050)
-    assert reloaded(window, 22050) == detector(window, 22050)
-    for key, value in (("yamnet_sha256", "0" * 64), ("version", 0), ("window_seconds", 2.0)):
+    assert reloaded(window, 22050) == detector(window, 22050) and reloaded.live == detector.live
+    for key, value, said in (("yamnet_sha256", "0" * 64, "yamnet_sha256"), ("version", 0, "version"),
+                             ("live", {**data["live"], "hop": 1.0}, "LiveSettings"),
+                             ("live", {**data["live"], "smooth_windows": 0}, "smooth_windows")):
         bad = tmp_path / f"bad_{key}.json"
         bad.write_text(json.dumps({**data, key: value}))
-        assert key in one_line(lambda bad=bad: det.load_detector(bad, yamnet=detector.yamnet))
+        assert said in one_line(lambda bad=bad: det.load_detector(bad, yamnet=detector.yamnet))
     assert "train_model.py" in one_line(lambda: det.load_detector(tmp_path / "missing.json"))
     (tmp_path / "garbage.json").write_text("{not json")
     assert "not a detector file" in one_line(lambda: det.load_detector(tmp_path / "garbage.json"))
@@ -134,12 +139,12 @@ def test_the_detector_file_is_small_json_and_refuses_a_mismatch(small_detector, 
 def test_sounds_folder_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "cry/" in one_line(lambda: sound_report.check_sounds_dir(empty))
-    assert "no such folder" in one_line(lambda: sound_report.check_sounds_dir(tmp_path / "nowhere"))
+    assert "cry/" in one_line(lambda: clip_report.check_sounds_dir(empty))
+    assert "no such folder" in one_line(lambda: clip_report.check_sounds_dir(tmp_path / "nowhere"))
     flat = tmp_path / "flat"
     flat.mkdir()
     sf.write(str(flat / "a.wav"), tone(440.0, 1.0, 8000), 8000)
-    assert "cry/" in one_line(lambda: sound_report.check_sounds_dir(flat))
+    assert "cry/" in one_line(lambda: clip_report.check_sounds_dir(flat))
     no_audio = tmp_path / "no_audio"
     (no_audio / "cry" / "x").mkdir(parents=True)
     (no_audio / "cry" / "x" / "notes.txt").write_text("hello")
@@ -181,13 +186,11 @@ class DetectorOnlyScorer:
     """The Scorer's detector step without a reason model: enough for the report's bookkeeping."""
 
     def __init__(self, detector):
-        self.detector = detector
+        self.detector, self.live, self.cry_threshold = detector, detector.live, detector.threshold
 
     def __call__(self, window, rate):
-        from cry.audio import rms_dbfs
-
         level = rms_dbfs(window)
-        if level < det.QUIET_DBFS:
+        if is_quiet(level, self.live.quiet_dbfs):
             return WindowScores(level)
         return WindowScores(level, *self.detector(window, rate))
 
@@ -202,11 +205,8 @@ def test_the_report_on_a_tiny_tree(small_detector, tmp_path):
     sf.write(str(tree / "not_cry" / "lab" / "tones" / "a.wav"), tone(440.0, 4.0, 44100), 44100)
     sf.write(str(tree / "not_cry" / "lab" / "tones" / "short.wav"), tone(440.0, 0.5, 44100), 44100)
 
-    def make_decider():
-        return Decider(detector.threshold, smooth=det.SMOOTH), Episodes()
-
-    report = sound_report.sounds_report(tree, DetectorOnlyScorer(detector), make_decider, detector.yamnet,
-                                        tmp_path / "reports")
+    report = clip_report.sounds_report(tree, LivePath(DetectorOnlyScorer(detector)), detector.yamnet,
+                                       tmp_path / "reports")
     saved = json.loads((tmp_path / "reports" / "sounds.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert set(saved["folders"]) == {"cry/corpus", "not_cry/lab/tones"}
@@ -261,7 +261,37 @@ def test_through_the_virtual_microphone_speech_is_not_crying_and_a_cry_is(small_
 
 
 def load_rate(path, rate: int = RATE) -> np.ndarray:
-    from cry.audio import resample
+    audio, sr = decode(path)
+    return resample(audio, sr, rate)
 
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return resample(audio.mean(axis=1), sr, rate)
+
+def test_the_design_table_is_made_by_a_command(small_detector, tmp_path):
+    """evaluate_model.py --detector-cv's harness on a tiny tree: every recipe by source, written as
+    JSON and as the README's Markdown table; without --sounds the command says what it needs."""
+    from conftest import run_script
+
+    from cry.detect import design
+
+    detector, path, trained_babies = small_detector
+    sounds = tmp_path / "sounds"
+    (sounds / "cry" / "corpus").mkdir(parents=True)
+    cry = held_out_cries(trained_babies, 2)[1]
+    shutil.copy(cry, sounds / "cry" / "corpus" / cry.name)
+    (sounds / "not_cry" / "tones").mkdir(parents=True)
+    for i, f in enumerate((300.0, 2000.0)):
+        sf.write(str(sounds / "not_cry" / "tones" / f"t{i}.wav"), tone(f, 4.0, 16000), 16000)
+    designs = (design.DESIGNS[0], design.Design("+ rival gate x2, 4 kHz (shipped)"))
+    train = dt.gather([path.parent / "train"])
+    report = design.design_report(train, dt.gather([sounds]), detector.yamnet, detector.live, tmp_path / "reports",
+                                  designs=designs)
+    saved = json.loads((tmp_path / "reports" / "detector_design.json").read_text())
+    assert saved == json.loads(json.dumps(report)) and [r["design"] for r in saved["rows"]] == [d.name for d in designs]
+    shipped = saved["rows"][1]
+    assert set(shipped["real_room"]) == {"cry/corpus", "not_cry/tones"} and len(shipped["cv_thresholds"]) == 5
+    assert shipped["real_room"]["not_cry/tones"]["share"] == 0.0 and saved["rows"][0]["threshold"] == 0.5
+    assert 0.5 <= shipped["training"]["cry mixes"] <= 1.0  # the tree's cry/corpus folder: held-out babies found
+    table = (tmp_path / "reports" / "detector_design.md").read_text()
+    assert table.count("\n| ") == 2 and "| + rival gate x2, 4 kHz (shipped) |" in table
+    done = run_script("evaluate_model.py", "--detector-cv", ok=(2,))
+    assert done.stderr.strip() == "error: --detector-cv needs --sounds DIR: the real-room clips the recipes are " \
+                                  "measured on"

@@ -9,16 +9,22 @@ from conftest import tone
 import export_model
 from cry.features import indices_to_png, reference_window_to_image, window_to_image, window_to_indices
 from cry.files import write_json
-from cry.litert import LiteRTModel, fastest_predictor, to_litert
-from cry.model import build_model, predict_probabilities
-from cry.model_files import load_model, save_model
-from cry.params import ARCHITECTURES, CLASSES, Settings, Training
+from cry.reason.litert import LiteRTModel, to_litert
+from cry.reason.predictor import fastest_model
+from cry.reason.model import build_model, predict_probabilities
+from cry.reason.info import ModelInfo
+from cry.reason.model_files import load_model, save_model
+from cry.params import CLASSES, Settings
+from cry.reason.params import ARCHITECTURES, Training
 
 SMALL = Settings(image_size=32)
 
 
 def decisive_model(arch: str):
-    """A fresh model whose softmax is sharpened, so top classes differ by clear margins."""
+    """A fresh model (the same for every run) whose softmax is sharpened, so top classes differ by clear margins."""
+    import keras
+
+    keras.utils.set_random_seed(0)
     model = build_model(SMALL, Training(arch=arch))
     last = model.get_layer("probabilities")
     last.kernel.assign(last.kernel * 30.0)
@@ -69,7 +75,7 @@ def test_export_script_writes_files_and_checks_parity(tmp_path):
     data = tmp_path / "spectrograms"
     tiny_spectrograms(data)
     model_path = tmp_path / "tiny.keras"
-    save_model(decisive_model("time"), SMALL, {"data_dir": str(data)}, model_path)
+    save_model(decisive_model("time"), ModelInfo("", "", SMALL, data_dir=str(data)), model_path)
 
     assert export_model.main(["--model", str(model_path), "--weights", "float32", "float16"]) == 0
     assert (tmp_path / "tiny.tflite").is_file() and (tmp_path / "tiny_float16.tflite").is_file()
@@ -81,14 +87,14 @@ def test_export_elsewhere_is_found_and_one_kind_keeps_the_others(tmp_path):
     data = tmp_path / "spectrograms"
     tiny_spectrograms(data)
     model_path = tmp_path / "models" / "tiny.keras"
-    save_model(decisive_model("time"), SMALL, {"data_dir": str(data)}, model_path)
+    save_model(decisive_model("time"), ModelInfo("", "", SMALL, data_dir=str(data)), model_path)
     out = tmp_path / "exports"
     assert export_model.main(["--model", str(model_path), "--out-dir", str(out)]) == 0
     assert export_model.main(["--model", str(model_path), "--out-dir", str(out), "--weights", "int8"]) == 0
     record = json.loads((tmp_path / "models" / "tiny_litert.json").read_text())
     assert set(record["exports"]) == {"float32", "int8"} and (out / "tiny.tflite").is_file()
-    model, info = load_model(model_path)
-    assert isinstance(fastest_predictor(model_path, model, info), LiteRTModel)
+    _, info = load_model(model_path)
+    assert isinstance(fastest_model(model_path, info), LiteRTModel)
 
 
 @pytest.mark.parametrize("signal", ["silence", "tone", "quiet noise", "loud noise", "clipped"])

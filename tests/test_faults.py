@@ -21,7 +21,8 @@ from robustness_summary import record
 from test_bad_input import complete_png
 
 from cry.files import UserError, atomic_output, remove_leftovers
-from cry.model_files import load_model, save_model, sha256_of
+from cry.reason.info import ModelInfo
+from cry.reason.model_files import load_model, save_model, sha256_of
 from cry.params import CLASSES, Settings
 
 S = Settings()
@@ -82,7 +83,7 @@ def tiny_spectrograms(tmp_path_factory):
 
 def test_sigkill_training_then_resume_continues_and_old_model_survives(tmp_path, tiny_spectrograms, fresh_model):
     model = tmp_path / "models" / "m.keras"
-    save_model(fresh_model, S, {"note": "the old model"}, model)
+    save_model(fresh_model, ModelInfo("", "", S, seed=7), model)
     old_hash = sha256_of(model)
     metadata = model.parent / ".m.backup" / "state" / "training_metadata.json"
 
@@ -99,7 +100,7 @@ def test_sigkill_training_then_resume_continues_and_old_model_survives(tmp_path,
     epoch = backed_up_epoch()
     _, info = load_model(model)                    # still the old pair, whole and matching
     record(checked=1)
-    assert info["note"] == "the old model" and sha256_of(model) == old_hash
+    assert info.seed == 7 and sha256_of(model) == old_hash
     assert 1 <= epoch < 3
 
     done = run_script(*args, "--resume")
@@ -107,8 +108,9 @@ def test_sigkill_training_then_resume_continues_and_old_model_survives(tmp_path,
     record(checked=2)
     assert done.returncode == 0, done.stdout[-2000:]
     assert f"Epoch {epoch + 1}/3" in done.stdout and "Epoch 1/3" not in done.stdout
-    assert "note" not in info and sha256_of(model) != old_hash
-    assert len(info["history"]["loss"]) == 3       # the epochs before the kill are kept in the history
+    assert "━" not in done.stdout  # in a pipe, a line per epoch: no progress bar per step
+    assert info.seed == 0 and sha256_of(model) != old_hash
+    assert len(info.history["loss"]) == 3       # the epochs before the kill are kept in the history
     assert not (model.parent / ".m.backup").exists()
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".")]
     assert new.predict(np.zeros((1, 128, 128, 3), np.uint8), verbose=0).shape == (1, len(CLASSES))
@@ -140,16 +142,16 @@ def test_preprocess_on_a_full_disk_says_so_then_completes(tmp_path):
 def test_save_model_on_a_full_disk_keeps_the_old_model(tmp_path, fresh_model):
     with tmpfs(tmp_path / "disk", "8m") as disk:
         model = disk / "m.keras"
-        save_model(fresh_model, S, {"note": "old"}, model)
+        save_model(fresh_model, ModelInfo("", "", S, seed=1), model)
         old = sha256_of(model)
         free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
         (disk / "filler").write_bytes(bytes(max(0, free - 64 * 1024)))
         with pytest.raises(UserError, match="No space left on device") as failed:
-            save_model(fresh_model, S, {"note": "new"}, model)
+            save_model(fresh_model, ModelInfo("", "", S, seed=2), model)
         _, info = load_model(model)
         record(faults=1, checked=2)
         assert str(model) in str(failed.value)
-        assert sha256_of(model) == old and info["note"] == "old"
+        assert sha256_of(model) == old and info.seed == 1
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "m.json", "m.keras"]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from cry.audio import audio_to_windows, window_starts
+from cry.reason.windows import audio_to_windows, window_starts
 from cry.features import indices_to_png, png_to_image, window_to_image, window_to_indices, window_to_levels
 from cry.params import CLASSES, Settings, SettingsMismatch, check_compatible, parse_overrides
 
@@ -81,21 +81,21 @@ def test_settings_round_trip_and_mismatch_is_named():
         check_compatible(S.replace(window_seconds=2.0), S, "model")
     with pytest.raises(SettingsMismatch, match="classes"):
         check_compatible(S.replace(classes=tuple(reversed(CLASSES))), S, "model")
-    assert parse_overrides(["window_seconds=2", "colormap=magma"]).window_seconds == 2.0
+    assert parse_overrides(["window_seconds=2", "colormap=magma"], S).window_seconds == 2.0
     with pytest.raises(SettingsMismatch, match="nonsense"):
-        parse_overrides(["nonsense=1"])
+        parse_overrides(["nonsense=1"], S)
     for bad in ("colormap=nope", "image_size=1", "window_seconds=0", "fmax_hz=20000"):
         with pytest.raises(SettingsMismatch):
-            parse_overrides([bad])
+            parse_overrides([bad], S)
 
 
 def test_settings_from_before_db_reference_load_as_fixed_and_window_reference_ignores_gain():
     old = {k: v for k, v in S.to_dict().items() if k != "db_reference"}
     assert Settings.from_dict(old) == S and S.db_reference == "fixed"
-    per_window = parse_overrides(["db_reference=window"])
+    per_window = parse_overrides(["db_reference=window"], S)
     loud = tone(440, S.window_seconds, S.sample_rate_hz)
     quiet = loud * 10 ** (-30 / 20)  # the same sound 30 dB down
     assert window_to_levels(quiet, S).max() < window_to_levels(loud, S).max() - 0.2
     np.testing.assert_allclose(window_to_levels(quiet, per_window), window_to_levels(loud, per_window), atol=2e-3)
     with pytest.raises(SettingsMismatch, match="db_reference"):
-        parse_overrides(["db_reference=loudest"])
+        parse_overrides(["db_reference=loudest"], S)

@@ -11,15 +11,18 @@ import types
 from pathlib import Path
 
 import numpy as np
+from conftest import save_probe_model
 import pytest
 import soundfile as sf
 
-from cry import live
-from cry.audio import load_audio, resample, rms_dbfs
-from cry.decision import (Decider, Episodes, WindowScores, WindowState, reason_shares,
-                          top_guesses)
-from cry.monitor import Collect, decider_factory, deliver
-from cry.params import CLASSES, Settings
+from cry import stream as streams
+from cry.audio import resample, rms_dbfs
+from cry.decision import Decision, ReasonRule, State, WindowScores, WindowState, reason_shares
+from cry.files import UserError
+from cry.live_path import Collect, deliver
+from cry.monitor import sources
+from cry.params import CLASSES, LiveSettings, Settings
+from cry.reason.windows import load_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = [sys.executable, str(ROOT / "real_time_prediction.py"), "--detector", "none"]  # the probe models decide
@@ -38,7 +41,7 @@ def flags(overflow=False):
 
 def test_ring_buffer_keeps_newest_samples_across_odd_blocks_and_counts_overflows():
     stream = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
-    ring = live.RingBuffer(1000, keep=True)
+    ring = streams.RingBuffer(1000, keep=True)
     window, end = ring.read_last(300)
     assert end == 0 and not window.any()  # before any sample: zeros
     position = 0
@@ -59,46 +62,46 @@ def scores(cry_probability, reasons=None, level=-20.0, heard="crying"):
     return WindowScores(level, cry_probability, heard, None if reasons is None else np.asarray(reasons, float))
 
 
-def test_decider_votes_over_heard_windows_and_claims_a_reason_only_when_allowed():
+def decision(cry_threshold=0.5, threshold=1.0, allowed=False, smooth=4) -> Decision:
+    return Decision(cry_threshold, LiveSettings(smooth_windows=smooth), ReasonRule(threshold, allowed))
+
+
+def states_of(decision, *window_scores) -> list[State]:
+    return [decision.update(s)[0].state for s in window_scores]
+
+
+def test_decision_votes_over_heard_windows_and_claims_a_reason_only_when_allowed():
     hungry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])
-    decider = Decider(cry_threshold=0.5, reason_threshold=0.6, claim_reasons=True, smooth=4)
-    quiet = decider.update(WindowScores(-70.0))  # the energy gate: no model call, no vote
-    assert (quiet.state, quiet.heard, quiet.cry_probability) == ("quiet", "quiet", None)
-    state = decider.update(scores(0.9, hungry))
-    assert state.state == "crying" and state.reason == "hungry"
+    decider = decision(threshold=0.6, allowed=True)
+    quiet, _ = decider.update(WindowScores(-70.0))  # the energy gate: no model call, no vote
+    assert (quiet.state, quiet.heard, quiet.cry_probability) == (State.QUIET, "quiet", None)
+    state, start = decider.update(scores(0.9, hungry))
+    assert state.state == State.CRYING and state.reason == "hungry" and start.kind == "start"
     assert state.guesses[0] == ("hungry", pytest.approx(0.7 / 0.95, abs=1e-3)) and len(state.guesses) == 3
     # one window that is not a cry among cries does not end the crying (majority of 4, a tie stays crying)
-    states = [decider.update(s).state for s in (scores(0.9, hungry), scores(0.1, heard="speech"),
-                                                 scores(0.1, heard="speech"), scores(0.1, heard="speech"))]
-    assert states == ["crying", "crying", "crying", "not_crying"]
-    assert decider.update(scores(0.1, heard="music")).heard == "music"  # says what was heard
+    assert states_of(decider, scores(0.9, hungry), scores(0.1, heard="speech"), scores(0.1, heard="speech"),
+                     scores(0.1, heard="speech")) == [State.CRYING, State.CRYING, State.CRYING, State.NOT_CRYING]
+    assert decider.update(scores(0.1, heard="music"))[0].heard == "music"  # says what was heard
     # not allowed to claim (no held-out skill): "reason uncertain" with the top guesses, whatever the share
-    unsure = Decider(0.5, reason_threshold=0.6, claim_reasons=False, smooth=1).update(scores(0.9, hungry))
+    unsure, _ = decision(threshold=0.6, allowed=False, smooth=1).update(scores(0.9, hungry))
     assert unsure.reason is None and unsure.reason_text.startswith("reason uncertain (hungry 0.74")
     # allowed, but the share is below the threshold fitted on validation: uncertain too
     vague = np.array([0.2, 0.25, 0.15, 0.1, 0.1, 0.1, 0.1])
-    assert Decider(0.5, 0.6, True, smooth=1).update(scores(0.9, vague)).reason is None
+    assert decision(threshold=0.6, allowed=True, smooth=1).update(scores(0.9, vague))[0].reason is None
     # the threshold is strict: at it, not crying
-    assert Decider(0.5, smooth=1).update(scores(0.5, hungry)).state == "not_crying"
+    assert decision(smooth=1).update(scores(0.5, hungry))[0].state == State.NOT_CRYING
 
 
 def test_silence_clears_the_votes_and_the_threshold_alone_claims_no_reason():
     """A cry, a long silence, then speech: the old crying votes must not call the speech a cry."""
-    decider = Decider(cry_threshold=0.5, smooth=4)
-    for _ in range(4):
-        assert decider.update(scores(0.9)).state == "crying"
-    for _ in range(10):
-        assert decider.update(WindowScores(-80.0)).state == "quiet"
-    assert decider.update(scores(0.01, heard="speech")).state == "not_crying"
-
-    class Scorer:
-        cry_threshold = 0.5
+    decider = decision()
+    assert states_of(decider, *[scores(0.9)] * 4) == [State.CRYING] * 4
+    assert states_of(decider, *[WindowScores(-80.0)] * 10) == [State.QUIET] * 10
+    assert states_of(decider, scores(0.01, heard="speech")) == [State.NOT_CRYING]
     hungry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])
-    no_skill = {"uncertain_threshold": 0.6, "reason_claims": {"allowed": False}}
-    for info, threshold, claimed in ((no_skill, 0.3, None), ({**no_skill, "reason_claims": {"allowed": True}}, None,
-                                                              "hungry")):
-        decider, _ = decider_factory(Scorer(), info, 1, threshold)()
-        assert decider.update(scores(0.9, hungry)).reason == claimed
+    for rule, claimed in ((ReasonRule(0.3, allowed=False), None), (ReasonRule(0.6, allowed=True), "hungry")):
+        state, _ = Decision(0.5, LiveSettings(smooth_windows=1), rule).update(scores(0.9, hungry))
+        assert state.reason == claimed
 
 
 def test_an_output_that_fails_is_dropped_and_the_others_go_on(capsys):
@@ -108,32 +111,30 @@ def test_an_output_that_fails_is_dropped_and_the_others_go_on(capsys):
 
     kept, collect = Broken(), Collect()
     outputs = [kept, collect]
-    state = window_state("quiet", 0.0)
+    state = WindowState(1000.0, 0.0, State.QUIET, -80.0, "quiet", None, None)
     deliver(outputs, "on_window", state)
     deliver(outputs, "on_window", state)
     assert outputs == [collect] and len(collect.states) == 2
     assert capsys.readouterr().err.count("Broken stopped (BrokenPipeError") == 1
 
 
-def window_state(state, t, reasons=None):
-    guesses = () if reasons is None else tuple(top_guesses(reason_shares(reasons)[0]))
-    return WindowState(1000.0 + t, t, state, -20.0, "crying" if state == "crying" else "speech", 0.5, None, guesses)
-
-
 def test_episodes_start_and_end_with_the_reason_over_the_episode():
-    episodes = Episodes(reason_threshold=0.5, claim_reasons=True)
+    """The episode's reason is the rule's claim on the mean shares of all its crying windows."""
+    decider = decision(threshold=0.5, allowed=True, smooth=1)
     hungry, tired = np.eye(7)[1] * 0.6 + 0.4 / 7, np.eye(7)[3] * 0.9 + 0.1 / 7
-    assert episodes.update(window_state("quiet", 0.0)) is None
-    start = episodes.update(window_state("crying", 1.0, hungry))
+    assert decider.update(WindowScores(-80.0), 0.0, 1000.0)[1] is None
+    _, start = decider.update(scores(0.9, hungry), 1.0, 1001.0)
     assert (start.kind, start.stream_start_seconds, start.end) == ("start", 1.0, None)
     for t in (1.5, 2.0, 2.5):
-        assert episodes.update(window_state("crying", t, tired)) is None
-    end = episodes.update(window_state("not_crying", 3.0))
-    assert (end.kind, end.reason, end.duration_seconds, end.start, end.end, episodes.count) == (
+        assert decider.update(scores(0.9, tired), t, 1000.0 + t)[1] is None
+    _, end = decider.update(scores(0.1, heard="speech"), 3.0, 1003.0)
+    assert (end.kind, end.reason, end.duration_seconds, end.start, end.end, decider.episodes) == (
         "end", "tired", 2.0, 1001.0, 1003.0, 1)
-    assert episodes.close(1004.0, 4.0) is None  # nothing open
-    closed = Episodes(0.5, claim_reasons=False)
-    closed.update(window_state("crying", 5.0, hungry))
+    mean_shares = np.mean([reason_shares(hungry)[0]] + [reason_shares(tired)[0]] * 3, axis=0)  # not display guesses
+    assert end.guesses[0] == ("tired", round(float(mean_shares[3]), 3))
+    assert decider.close(1004.0, 4.0) is None  # nothing open
+    closed = decision(threshold=0.5, allowed=False, smooth=1)
+    closed.update(scores(0.9, hungry), 5.0, 1005.0)
     last = closed.close(1009.0, 9.0)  # listening ended mid-cry: the episode ends there
     assert (last.kind, last.duration_seconds, last.reason, last.guesses[0][0]) == ("end", 4.0, None, "hungry")
 
@@ -146,26 +147,26 @@ def test_missing_portaudio_is_one_clear_line(monkeypatch):
 
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
-    with pytest.raises(live.UserError, match="install it .*libportaudio2"):
-        live.import_sounddevice()
+    with pytest.raises(UserError, match="install it .*libportaudio2"):
+        sources.import_sounddevice()
 
 
 class Stalled:
     """An input stream that is still 'active' but delivers nothing, like an unplugged USB microphone."""
-    samplerate, active, fast, ring = 8000, True, False, live.RingBuffer(8000)
+    samplerate, active, fast, ring = 8000, True, False, streams.RingBuffer(8000)
 
 
 def test_listen_classifies_every_hop_of_a_file_and_notices_a_stalled_device(monkeypatch, tmp_path):
     rate, audio = 8000, np.random.default_rng(1).uniform(-0.5, 0.5, 8000 * 5).astype(np.float32)
     sf.write(tmp_path / "x.wav", audio, rate, subtype="FLOAT")
-    source = live.file_source(tmp_path / "x.wav", fast=True)
+    source = streams.file_source(tmp_path / "x.wav", fast=True)
     seen = []
-    why = live.listen(source, lambda end, w: seen.append((end, w.copy())), 3.0, 0.5)
+    why = streams.listen(source, lambda end, w: seen.append((end, w.copy())), 3.0, 0.5)
     assert why == "ended" and [end for end, _ in seen] == [24000, 28000, 32000, 36000, 40000]
     for end, window in seen:  # the window is exactly the file's samples, whatever the block size
         np.testing.assert_array_equal(window, audio[end - 24000:end])
-    monkeypatch.setattr(live, "STALL_SECONDS", 0.2)
-    assert live.listen(Stalled(), None, 3.0, 0.5) == "stalled"
+    monkeypatch.setattr(streams, "STALL_SECONDS", 0.2)
+    assert streams.listen(Stalled(), None, 3.0, 0.5) == "stalled"
 
 
 # ---- the script, with a probe model ---------------------------------------------------------
@@ -177,7 +178,7 @@ def probe_model(tmp_path_factory):
     import keras
     from keras import layers
 
-    from cry.model_files import load_model, save_model
+    from cry.reason.model_files import load_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((128, 128, 3))
@@ -185,7 +186,7 @@ def probe_model(tmp_path_factory):
     outputs = layers.Dense(len(CLASSES), activation="softmax",
                            kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))(x)
     path = tmp_path_factory.mktemp("probe") / "probe.keras"
-    save_model(keras.Model(inputs, outputs), Settings(), {"temperature": 1.0, "uncertain_threshold": 0.5}, path)
+    save_probe_model(keras.Model(inputs, outputs), path)
     return path, load_model(path)[0]
 
 
@@ -197,7 +198,7 @@ def read_trace(path: Path) -> list[dict]:
 def offline_probabilities(model, audio: np.ndarray, ends: list[int], settings: Settings) -> np.ndarray:
     """The offline pipeline: window_to_image + model on windows of `audio` (model rate) ending at `ends`."""
     from cry.features import window_to_image
-    from cry.model import predict_probabilities
+    from cry.reason.model import predict_probabilities
 
     n = settings.window_samples
     padded = np.concatenate([np.zeros(n, np.float32), audio, np.zeros(n, np.float32)])

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from robustness_summary import record
 
-from cry.model import build_model
-from cry.model_files import ModelError, load_model, save_model
+from cry.reason.model import build_model
+from cry.reason.info import ModelInfo
+from cry.reason.model_files import ModelError, load_model, save_model
 from cry.params import CLASSES, Settings
 
 S = Settings()
@@ -55,7 +56,7 @@ BAD_MODELS = {  # kind: (how to break a good model pair, words the refusal must 
 @pytest.mark.parametrize("kind", BAD_MODELS)
 def test_load_model_refuses_with_an_explanation(tmp_path, fresh_model, kind):
     model = tmp_path / "m.keras"
-    save_model(fresh_model, S, {}, model)
+    save_model(fresh_model, ModelInfo("", "", S), model)
     load_model(model, S)                           # the intact pair loads
     breaks, words = BAD_MODELS[kind]
     breaks(model)
@@ -68,8 +69,8 @@ def test_load_model_refuses_with_an_explanation(tmp_path, fresh_model, kind):
 def test_model_torn_between_its_two_writes_is_refused(tmp_path, fresh_model):
     """A crash after the new .keras replaced the old one but before its JSON did."""
     model, other = tmp_path / "m.keras", tmp_path / "other" / "m.keras"
-    save_model(fresh_model, S, {}, model)
-    save_model(build_model(S), S, {}, other)  # other initial weights: another file
+    save_model(fresh_model, ModelInfo("", "", S), model)
+    save_model(build_model(S), ModelInfo("", "", S), other)  # other initial weights: another file
     model.write_bytes(other.read_bytes())
     record(kinds=["model torn between .keras and .json writes"], faults=1, checked=1)
     with pytest.raises(ModelError, match="does not match m.json"):
@@ -88,7 +89,7 @@ def test_load_model_runs_no_code_from_the_file(tmp_path):
                             arguments={"code": touch})(inputs)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
     model = tmp_path / "m.keras"
-    save_model(keras.Model(inputs, outputs), S, {}, model)
+    save_model(keras.Model(inputs, outputs), ModelInfo("", "", S), model)
     record(kinds=["model with Python code (Lambda layer)"], checked=1)
     with pytest.raises(ModelError, match="Lambda"):
         load_model(model)

@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conftest import save_probe_model
 import pytest
 import soundfile as sf
 from test_live import loud_recording
 
 from cry.audio import resample
-from cry.params import CLASSES, Settings
+from cry.params import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = [sys.executable, str(ROOT / "real_time_prediction.py"), "--detector", "none"]  # the probe models decide
@@ -184,7 +185,6 @@ def heard_model(tmp_path_factory) -> Path:
     import keras
     from keras import layers
 
-    from cry.model_files import save_model
 
     bias = np.zeros(len(CLASSES))
     bias[CLASSES.index("silence")], bias[CLASSES.index("hungry")] = -5.0, 1.0
@@ -192,8 +192,7 @@ def heard_model(tmp_path_factory) -> Path:
     dense = layers.Dense(len(CLASSES), activation="softmax", kernel_initializer="zeros",
                          bias_initializer=keras.initializers.Constant(bias))
     path = tmp_path_factory.mktemp("heard") / "heard.keras"
-    save_model(keras.Model(inputs, dense(layers.GlobalAveragePooling2D()(inputs))), Settings(),
-               {"temperature": 1.0, "uncertain_threshold": 0.5}, path)
+    save_probe_model(keras.Model(inputs, dense(layers.GlobalAveragePooling2D()(inputs))), path)
     return path
 
 
@@ -361,7 +360,7 @@ def test_wrong_credentials_are_one_error_line_and_status_2(heard_model, cry_audi
 def test_tls_needs_the_ca_that_signed_the_broker(tmp_path):
     """In process: with --mqtt-ca the connection is made; with the system's CAs alone, one UserError."""
     from cry.files import UserError
-    from cry.mqtt import MqttOutput
+    from cry.monitor.mqtt import MqttOutput
 
     if not shutil.which("openssl"):
         pytest.skip("openssl not installed")
@@ -387,7 +386,7 @@ def test_tls_needs_the_ca_that_signed_the_broker(tmp_path):
 def test_command_line_values_are_checked_when_parsed(tmp_path):
     import argparse
 
-    from cry.mqtt import parse_address, read_password, topic_word
+    from cry.monitor.mqtt import parse_address, read_password, topic_word
 
     assert parse_address("broker.lan") == ("broker.lan", None)
     assert parse_address("10.0.0.2:1884") == ("10.0.0.2", 1884) and parse_address("[::1]:8883") == ("::1", 8883)

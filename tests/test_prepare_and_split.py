@@ -5,10 +5,10 @@ import numpy as np
 import soundfile as sf
 from conftest import tone
 
-from cry.audio import baby_id
-from cry.data import Windows, grouped_folds, split_by_baby
+from cry.corpus import baby_id
+from cry.reason.data import Windows, grouped_folds, split_by_baby
 from cry.params import CLASSES, Settings
-from prepare_data import class_of, extract_silence
+from cry.corpus import class_of, extract_silence
 
 ID = "0D1AD73E-4C5E-45F3-85C4-9A3CB71E8856"
 
@@ -59,10 +59,10 @@ def corpus_like_windows(corpus) -> Windows:
 def test_split_and_folds_are_baby_disjoint(corpus):
     windows = corpus_like_windows(corpus)
     split = split_by_baby(windows, seed=0)
-    sides = [set(v) for v in split.values()]
+    sides = [set(split.train), set(split.validation), set(split.test)]
     assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
     assert set().union(*sides) == set(windows.babies)
-    test_labels = windows.labels[np.isin(windows.babies, split["test"])]
+    test_labels = windows.labels[np.isin(windows.babies, split.test)]
     assert len(set(test_labels)) >= 4                  # stratified: not only "hungry"
     folds = grouped_folds(windows, 5, seed=3)
     assert sum(len(f) for f in folds) == len(set(windows.babies))
@@ -90,7 +90,7 @@ def test_preprocess_drops_windows_of_a_recording_that_got_shorter(tmp_path):
 
 
 def test_windows_of_one_recording_are_one_baby_even_with_short_names(tmp_path):
-    from cry.data import index_spectrograms
+    from cry.reason.data import index_spectrograms
     from cry.features import indices_to_png, window_to_indices
 
     settings = Settings()

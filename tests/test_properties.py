@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from robustness_summary import record
 
-from cry.audio import AudioError, audio_to_windows, load_audio, window_starts
+from cry.audio import AudioError
+from cry.reason.windows import audio_to_windows, load_audio, window_starts
 from cry.features import window_to_image, window_to_levels
 from cry.params import Settings
 

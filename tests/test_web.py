@@ -1,4 +1,4 @@
-"""The parent's page (cry.web, cry.history, cry.upload): alerts, history and the API in process, then
+"""The parent's page (cry.monitor.web, .history, .upload): alerts, history and the API in process, then
 the script itself serving a real browser, a token on other addresses, a killed server, and 50
 event streams during an hour of audio.
 
@@ -28,20 +28,21 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from conftest import save_probe_model
 import pytest
 import soundfile as sf
 
-from cry import upload
 from cry.audio import resample, rms_dbfs
-from cry.decision import Decider, EpisodeEvent, Episodes, WindowScores, WindowState
+from cry.decision import EpisodeEvent, State, WindowScores, WindowState
 from cry.files import UserError
-from cry.history import History
-from cry.live import ArraySource
-from cry.monitor import run
-from cry.params import CLASSES, Settings
-from cry.web import bind, parse_serve
-from cry.web_state import Alerts, WebOutput
-from cry.web_app import create_app
+from cry.live_path import LivePath, run
+from cry.monitor import upload
+from cry.monitor.history import History
+from cry.monitor.web import bind, parse_serve
+from cry.monitor.web_app import create_app
+from cry.monitor.web_state import Alerts, WebOutput
+from cry.params import CLASSES, LiveSettings
+from cry.stream import array_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = [sys.executable, str(ROOT / "real_time_prediction.py"), "--detector", "none"]  # the probe models decide
@@ -60,7 +61,6 @@ def loud_model(tmp_path_factory) -> Path:
     import keras
     from keras import layers
 
-    from cry.model_files import save_model
 
     silence = CLASSES.index("silence")
     inputs = keras.Input((128, 128, 3))
@@ -72,7 +72,7 @@ def loud_model(tmp_path_factory) -> Path:
             weights[1, i], bias[i] = 40.0, -40.0 * 90 / 255 + {"hungry": 1.0, "tired": 0.5}.get(name, 0.0)
     dense.set_weights([weights, bias])
     path = tmp_path_factory.mktemp("loud") / "loud.keras"
-    save_model(model, Settings(), {"temperature": 1.0, "uncertain_threshold": 0.5}, path)
+    save_probe_model(model, path)
     return path
 
 
@@ -98,7 +98,7 @@ def wav_bytes(audio, rate, format="WAV") -> bytes:
 
 # ---- alerts and history: pure, no server ----------------------------------------------------
 
-def crying_at(t: float, state: str = "crying") -> WindowState:
+def crying_at(t: float, state: State = State.CRYING) -> WindowState:
     return WindowState(1000.0 + t, t, state, -20.0, "crying", 0.9, None, (("hungry", 0.5), ("tired", 0.3)))
 
 
@@ -110,7 +110,7 @@ def test_alerts_once_per_episode_after_alert_after_and_never_within_the_cooldown
     assert [t for t in np.arange(70, 200, 0.5) if alerts.update(crying_at(t), second)] == [130.0]
     third = EpisodeEvent("start", 1300.0, 300.0)
     assert alerts.update(crying_at(309.5), third) is None
-    assert alerts.update(crying_at(310, "not_crying"), third) is None  # only while crying
+    assert alerts.update(crying_at(310, State.NOT_CRYING), third) is None  # only while crying
     alert = alerts.update(crying_at(310.5), third)
     assert alert["lasted_seconds"] == 10.5 and alert["reason_text"] == "reason uncertain (hungry 0.50, tired 0.30)"
     assert alerts.update(crying_at(310.5), None) is None  # no episode under way
@@ -166,10 +166,15 @@ def loudness_scorer(window: np.ndarray, rate: int) -> WindowScores:
     return WindowScores(level, 0.9, "crying", np.array([0.1, 0.5, 0.1, 0.1, 0.0, 0.1, 0.1]))
 
 
-def live_paced(window: np.ndarray, rate: int) -> WindowScores:
-    """loudness_scorer at a live-like pace: slower than the page's ten states a second, so none is coalesced."""
-    time.sleep(0.2)
-    return loudness_scorer(window, rate)
+class LivePaced:
+    """loudness_scorer at a live-like pace: slower than the page's ten states a second, so none is
+    coalesced; each window decided alone (smoothing 1), crying above 0.5."""
+
+    live, cry_threshold = LiveSettings(smooth_windows=1), 0.5
+
+    def __call__(self, window: np.ndarray, rate: int) -> WindowScores:
+        time.sleep(0.2)
+        return loudness_scorer(window, rate)
 
 
 def read_events(lines, until) -> list[tuple[str, dict]]:
@@ -199,8 +204,9 @@ def test_event_stream_and_api_follow_the_classifier_in_process(tmp_path):
             assert stream.headers["content-type"].startswith("text/event-stream")
             lines = stream.iter_lines()
             assert [(k, d["state"]) for k, d in read_events(lines, lambda kind, data: True)] == [("state", None)]
-            listening = threading.Thread(target=run, args=(ArraySource(audio, rate, "test", fast=True), live_paced,
-                                         Decider(0.5, smooth=1), Episodes(), [web, history], 3.0, 0.5))
+            path = LivePath(LivePaced())
+            listening = threading.Thread(target=run, args=(array_source(audio, rate, "test", fast=True), path,
+                                                           path.decision(), [web, history]))
             listening.start()
             events = read_events(lines, lambda kind, data: kind == "episode" and data["kind"] == "end")
             listening.join()
@@ -232,7 +238,7 @@ def test_event_stream_and_api_follow_the_classifier_in_process(tmp_path):
 
 
 def test_a_browser_that_does_not_read_is_dropped_and_a_stuck_server_never_holds_the_classifier():
-    from cry.web_state import CLIENT_QUEUE
+    from cry.monitor.web_state import CLIENT_QUEUE
 
     web, released = WebOutput(), threading.Event()
 
@@ -247,7 +253,7 @@ def test_a_browser_that_does_not_read_is_dropped_and_a_stuck_server_never_holds_
         assert asleep.qsize() == 1 and asleep.get_nowait() is None  # its stream ends there; the page reconnects
         # the server's loop stuck for a while: the classifier goes on, and its states wait as one, the newest
         web.loop.call_soon(released.wait, 30)
-        feeding = threading.Thread(target=lambda: [web.on_window(crying_at(t, "not_crying")) for t in range(1000)])
+        feeding = threading.Thread(target=lambda: [web.on_window(crying_at(t, State.NOT_CRYING)) for t in range(1000)])
         await asyncio.to_thread(lambda: (feeding.start(), feeding.join(30), released.set()))
         await asyncio.sleep(0.3)
         return [awake.get_nowait() for _ in range(awake.qsize())]
@@ -276,14 +282,12 @@ def test_token_is_checked_on_every_route_in_process():
 
 @pytest.fixture(scope="module")
 def upload_client(loud_model):
-    """The app with uploads answered by the loud model through cry.upload.answer; 1 MB limit."""
+    """The app with uploads answered by the loud model through cry.monitor.upload.answer; 1 MB limit."""
     from starlette.testclient import TestClient
 
-    from cry.monitor import Scorer
+    from cry.assemble import load_live_path
 
-    scorer = Scorer.from_model_file(loud_model)[0]
-    answer = partial(upload.answer, scorer=scorer, hop_seconds=0.5,
-                     make_decider=lambda: (Decider(scorer.cry_threshold, smooth=4), Episodes()))
+    answer = partial(upload.answer, path=load_live_path(loud_model, None))
     with TestClient(create_app(WebOutput(), answer, max_upload_bytes=2**20), base_url="http://127.0.0.1") as client:
         yield client
 
@@ -492,25 +496,26 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def test_fifty_event_streams_during_an_hour_of_audio(loud_model, loud_cry, tmp_path):
-    """An hour (a cry every 30 s) with --fast --hop 1: the middle third with 50 event streams (5 of
+def test_fifty_event_streams_during_forty_minutes_of_audio(loud_model, loud_cry, tmp_path):
+    """40 minutes (a cry every 30 s) with --fast: the middle third with 50 event streams (5 of
     them never reading), the rest alone. Compared: windows a second, the server's memory."""
     audio, rate, _ = loud_cry
+    cycles, total = 80, 80 * 30
     cycle = np.concatenate([audio, np.zeros(30 * rate - len(audio), np.float32)])
-    sf.write(tmp_path / "hour.wav", np.tile(cycle, 120), rate, subtype="PCM_16")
+    sf.write(tmp_path / "hour.wav", np.tile(cycle, cycles), rate, subtype="PCM_16")
     port, progress, streams = free_port(), [], None
-    args = ["--model", str(loud_model), "--file", str(tmp_path / "hour.wav"), "--fast", "--hop", "1",
+    args = ["--model", str(loud_model), "--file", str(tmp_path / "hour.wav"), "--fast",
             "--serve", f"127.0.0.1:{port}", "--history", str(tmp_path / "history.sqlite")]
     with serving(args, tmp_path, stdout=subprocess.PIPE, ready="page:") as (proc, stderr):
         for line in proc.stdout:  # one line per window: "HH:MM:SS   1234.0 s  crying: ..."
             progress.append((time.monotonic(), float(line.split()[1]), rss_mb(proc.pid)))
-            if streams is None and progress[-1][1] >= 1200:
+            if streams is None and progress[-1][1] >= total / 3:
                 streams = EventStreams(port, 50, stalled=5)
-            elif streams and not streams.stop.is_set() and progress[-1][1] >= 2400:
+            elif streams and not streams.stop.is_set() and progress[-1][1] >= 2 * total / 3:
                 streams.close()
         assert proc.wait(60) == 0, stderr()[-2000:]
     t, seconds, rss = map(np.array, zip(*progress))
-    ends = np.searchsorted(seconds, np.array([0.05, 0.3, 0.38, 0.64, 0.72, 0.97]) * 3600)
+    ends = np.searchsorted(seconds, np.array([0.05, 0.3, 0.38, 0.64, 0.72, 0.97]) * total)
     pace = [(j - i) / (t[j] - t[i]) for i, j in zip(ends[::2], ends[1::2])]
     alone, crowd = (pace[0] + pace[2]) / 2, pace[1]
     b, c = ends[1], ends[2]
@@ -521,16 +526,17 @@ def test_fifty_event_streams_during_an_hour_of_audio(loud_model, loud_cry, tmp_p
              for kind in ("start", "end")]
     got = [[(e["kind"], e["start"]) for e in streams.events(i, "episode")] for i in range(5, 50)]
     states = [len(streams.events(i, "state")) for i in range(5, 50)]
-    print(f"\nan hour of audio, --fast --hop 1, {len(progress)} windows: {alone:.0f} windows/s alone (before "
+    print(f"\n{total / 60:.0f} minutes of audio, --fast, {len(progress)} windows: {alone:.0f} windows/s alone (before "
           f"and after), {crowd:.0f} with 50 event streams (ratio {crowd / alone:.2f}); server RSS {rss[b]:.0f} MB "
           f"before the streams, {rss[c]:.0f} MB with them, at most {rss[c:ends[3]].max():.0f} MB while they listened "
           f"(+{growth:.1f} MB), {rss[-1]:.0f} MB at the end; each reading stream got {min(map(len, got))}-"
-          f"{max(map(len, got))} of the third's ~80 episode events and {min(states)}-{max(states)} states; "
+          f"{max(map(len, got))} of the third's ~{2 * cycles // 3} episode events and "
+          f"{min(states)}-{max(states)} states; "
           f"{most} streams at most, {dropped} dropped")
-    assert most == 50 and len(truth) == 240
+    assert most == 50 and len(truth) == 2 * cycles
     for g in got:  # none lost, none out of order, while connected
         assert g and g == truth[truth.index(g[0]):truth.index(g[0]) + len(g)]
-    assert min(map(len, got)) >= 70  # ~80 in the middle third
+    assert min(map(len, got)) >= 0.85 * 2 * cycles / 3  # all of the middle third's, but for its edges
     assert min(states) >= 10  # states keep coming, coalesced to ten a second
     assert growth < 20, f"memory grew by {growth:.1f} MB while streaming"
     assert crowd > 0.5 * alone, "the classifier slowed down by half with 50 streams"

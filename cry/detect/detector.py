@@ -1,0 +1,225 @@
+"""Crying or not: YAMNet's view of a window -> a small trained head -> a probability, and what was heard.
+
+The project's reason model learned "loud = crying" (its only non-cry class is room tone). This
+stage answers the question it cannot: is this sound a cry at all, or speech, music, a laugh, a
+dog? YAMNet (AudioSet, 521 classes) gives each 0.96 s patch of the window a 1024-wide embedding
+and class scores; a logistic regression on the window's mean embedding, trained on corpus cries
+against generated speech, music, noise and tones (cry.detect.synth), says "like a cry". The head
+has never heard a laugh, a cat or real music; YAMNet has. So crying also needs YAMNet to hear a
+trace of crying (crying-family score at least `floor` on some patch) and no laugh or animal
+more than `rival_ratio` times as strongly as crying. Everything the live path does to a window
+is done the same way here, in training and in every evaluation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cry.audio import is_quiet, resample, rms_dbfs
+from cry.files import UserError, write_json
+from cry.live_path import clip_window_ends, pad_clip
+from cry.params import DEFAULT_DETECTOR, LiveSettings, SettingsMismatch
+from cry.yamnet import BABY_CRY, EMBEDDING_SIZE, HEARD_RANGES, N_CLASSES, YamnetParams, heard_label, \
+    log_mel_spectrogram
+
+VERSION = 2                 # 2: the live settings are saved with the head
+BAND_HZ = 4000              # corpus audio is 8 kHz: live audio is cut to the same band (None: full band)
+FLOOR = 2 / 256             # YAMNet's int8 scores step by 1/256: "above its smallest step"
+RIVALS = ("laughter", "animal")  # what YAMNet tells from a cry and the head, never having heard them, cannot
+RIVAL_RATIO = 2.0           # a rival heard more than this many times as strongly as crying: not crying
+MAX_ALARM_SHARE = 0.01      # threshold: the most detection with at most this share of not-crying clips alarmed
+PARAMS = YamnetParams()
+
+
+def to_yamnet_rate(window: np.ndarray, rate: int, band_hz: int | None) -> np.ndarray:
+    """The window at YAMNet's rate, first cut to band_hz (through a 2 * band_hz rate) when given;
+    float32 [n * PARAMS.sample_rate_hz / rate]."""
+    if band_hz:
+        window, rate = resample(window, rate, 2 * band_hz), 2 * band_hz
+    return resample(window, rate, PARAMS.sample_rate_hz)
+
+
+def window_patches(wave: np.ndarray) -> np.ndarray:
+    """YAMNet log-mel patches of a window at YAMNet's rate, the last one ending at the window's end
+    (the newest audio is always whole in a patch; no zero padding enters any patch).
+    Returns float32 [k, 96, 64], k >= 1."""
+    hop, frames, hop_frames = PARAMS.hop_samples, PARAMS.patch_frames, PARAMS.patch_hop_frames
+    n_frames = max(frames, 1 + (len(wave) - PARAMS.window_samples) // hop)
+    k = 1 + (n_frames - frames) // hop_frames
+    need = PARAMS.window_samples + hop * (frames + hop_frames * (k - 1) - 1)
+    wave = np.pad(wave, (max(0, need - len(wave)), 0))[-need:]
+    log_mel = log_mel_spectrogram(wave, PARAMS)                                     # [n_frames, 64]
+    return np.stack([log_mel[s:s + frames] for s in range(0, len(log_mel) - frames + 1, hop_frames)])
+
+
+def family_max(scores: np.ndarray, family: str) -> np.ndarray:
+    """The highest score [n] of a cry.yamnet.HEARD_RANGES family in each row of scores [n, 521]."""
+    columns = np.concatenate([np.arange(first, last + 1) for first, last in HEARD_RANGES[family]])
+    return scores[:, columns].max(axis=1)
+
+
+def window_outputs(yamnet, window: np.ndarray, rate: int, band_hz: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """YAMNet's scores [k, 521] and embeddings [k, 1024] of one window at the device rate."""
+    return yamnet.patches(window_patches(to_yamnet_rate(np.asarray(window, np.float32), rate, band_hz)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """Logistic regression on the standardised mean patch embedding, gated by what YAMNet itself hears."""
+
+    mean: np.ndarray      # [1024]
+    scale: np.ndarray     # [1024]
+    weights: np.ndarray   # [1024]
+    bias: float
+    floor: float = FLOOR  # crying-family score some patch must reach; 0 turns this gate off
+    rival_ratio: float = RIVAL_RATIO  # 0 turns the rivals gate off
+
+    def probability(self, embedding: np.ndarray, scores: np.ndarray, cry_trace: np.ndarray) -> np.ndarray:
+        """p(crying) [n] of windows: mean embeddings [n, 1024], mean scores [n, 521], and the highest
+        crying-family score of any patch [n]."""
+        logit = ((embedding - self.mean) / self.scale) @ self.weights + self.bias
+        p = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+        allowed = np.asarray(cry_trace) >= self.floor
+        if self.rival_ratio:
+            crying = family_max(scores, "crying")
+            allowed &= np.all([family_max(scores, r) <= self.rival_ratio * crying for r in RIVALS], axis=0)
+        return np.where(allowed, p, 0.0)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(),
+                "bias": float(self.bias), "floor": float(self.floor), "rivals": list(RIVALS),
+                "rival_ratio": float(self.rival_ratio)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Head:
+        arrays = {k: np.asarray(d[k], np.float32) for k in ("mean", "scale", "weights")}
+        return cls(**arrays, bias=float(d["bias"]), floor=float(d["floor"]), rival_ratio=float(d["rival_ratio"]))
+
+
+def fit_head(embedding: np.ndarray, label: np.ndarray, c: float = 0.01, floor: float = FLOOR,
+             rival_ratio: float = RIVAL_RATIO) -> Head:
+    """A head fitted on window mean embeddings [n, 1024] and labels [n] (1 crying). Classes are
+    weighted equally: the negatives outnumber no one, and the threshold is tuned afterwards."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = embedding.mean(axis=0), embedding.std(axis=0) + 1e-6
+    model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    model.fit((embedding - mean) / scale, label)
+    return Head(mean.astype(np.float32), scale.astype(np.float32), model.coef_[0].astype(np.float32),
+                float(model.intercept_[0]), floor, rival_ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorInfo:
+    """Everything in the detector's file but the head: how it decides and what it was trained on."""
+
+    threshold: float
+    band_hz: int | None
+    live: LiveSettings
+    trained_on: dict = dataclasses.field(default_factory=dict)   # folder -> its sub-folders used
+    clips: int = 0
+    sources: int = 0
+    threshold_rule: str = ""
+    seed: int = 0
+
+
+class Detector:
+    """The live stage: detector(window, rate) -> (p(crying), what was heard); `threshold` decides."""
+
+    def __init__(self, head: Head, info: DetectorInfo, yamnet):
+        self.head, self.info, self.yamnet = head, info, yamnet
+        self.threshold, self.band_hz, self.live = info.threshold, info.band_hz, info.live
+
+    def __call__(self, window: np.ndarray, rate: int) -> tuple[float, str]:
+        scores, embeddings = window_outputs(self.yamnet, window, rate, self.band_hz)
+        mean_scores = scores.mean(axis=0)
+        p = float(self.head.probability(embeddings.mean(axis=0)[None], mean_scores[None],
+                                        [family_max(scores, "crying").max()])[0])
+        return p, ("crying" if p > self.threshold else heard_label(mean_scores))
+
+
+def yamnet_fingerprint() -> dict:
+    """What the detector's numbers depend on: the YAMNet file's SHA-256 and the feature parameters."""
+    from cry.pretrained import YAMNET_MODEL
+
+    return {"yamnet_sha256": YAMNET_MODEL.sha256, "yamnet_params": dataclasses.asdict(PARAMS)}
+
+
+def save_detector(path: Path, head: Head, info: DetectorInfo) -> None:
+    """The detector as one small JSON file (no pickle): head, threshold, band, the live settings
+    its threshold was tuned under, and what it was trained on."""
+    write_json({"version": VERSION, "kind": "cry_detector", **yamnet_fingerprint(), "rivals": list(RIVALS),
+                "threshold": float(info.threshold), "band_hz": info.band_hz, "live": info.live.to_dict(),
+                "trained_on": info.trained_on, "clips": info.clips, "sources": info.sources,
+                "threshold_rule": info.threshold_rule, "seed": info.seed, "head": head.to_dict()}, path)
+
+
+def load_detector(path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None, yamnet=None) -> Detector:
+    """The detector at path with its YAMNet, or one UserError line saying what does not match."""
+    from cry.yamnet import YamnetModel
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no detector file; train one with `python train_model.py`") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a detector file ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a detector file (no JSON object)")
+    expected = {"version": VERSION, "kind": "cry_detector", **yamnet_fingerprint(), "rivals": list(RIVALS)}
+    wrong = [k for k, v in expected.items() if data.get(k) != v]
+    if wrong:
+        raise UserError(f"{path}: made for another {', '.join(wrong)} than this code uses; retrain it with "
+                        f"`python train_model.py`")
+    try:
+        live = LiveSettings.from_dict(data["live"]).check()
+        info = DetectorInfo(float(data["threshold"]), data["band_hz"], live, data.get("trained_on", {}),
+                            int(data.get("clips", 0)), int(data.get("sources", 0)), data.get("threshold_rule", ""),
+                            int(data.get("seed", 0)))
+        head = Head.from_dict(data["head"])
+    except (KeyError, TypeError, ValueError) as exc:  # SettingsMismatch is a ValueError
+        why = exc if isinstance(exc, SettingsMismatch) else f"{type(exc).__name__}: {exc}"
+        raise UserError(f"{path}: unreadable detector file ({why}); retrain it with `python train_model.py`") from None
+    return Detector(head, info, yamnet or YamnetModel.from_folder(yamnet_dir))
+
+
+def describe(detector: Detector) -> str:
+    """One line for the scripts to print: what the detector is and where it decides."""
+    band = f"band-limited to {detector.band_hz} Hz" if detector.band_hz else "full band"
+    return f"YAMNet + logistic head ({band}), crying above {detector.threshold:.3f}"
+
+
+def clip_windows(yamnet, audio: np.ndarray, rate: int, band_hz: int | None, live: LiveSettings) -> dict:
+    """What the live path sees of one clip played on its own (cry.live_path.pad_clip, a window of
+    live.window_seconds every live.hop_seconds, the quiet gate), computed once per clip so that
+    heads and thresholds can be compared on it.
+
+    Returns arrays, one row per window: level_dbfs [w], heard [w] (above the quiet gate),
+    embedding [w, 1024] (mean over patches; 0 when quiet), cry_trace [w] (max crying-family score),
+    baby_cry [w] (max "Baby cry" score, for the zero-shot row), scores [w, 521] (mean over patches).
+    """
+    played = pad_clip(audio, rate, live)
+    size = int(round(live.window_seconds * rate))
+    rows = {"level_dbfs": [], "heard": [], "embedding": [], "cry_trace": [], "baby_cry": [], "scores": []}
+    for end in clip_window_ends(len(played), rate, live):
+        window = played[end - size:end]
+        level = rms_dbfs(window)
+        rows["level_dbfs"].append(level)
+        rows["heard"].append(not is_quiet(level, live.quiet_dbfs))
+        if is_quiet(level, live.quiet_dbfs):
+            scores, embeddings = np.zeros((1, N_CLASSES), np.float32), np.zeros((1, EMBEDDING_SIZE), np.float32)
+        else:
+            scores, embeddings = window_outputs(yamnet, window, rate, band_hz)
+        rows["embedding"].append(embeddings.mean(axis=0))
+        rows["cry_trace"].append(family_max(scores, "crying").max())
+        rows["baby_cry"].append(scores[:, BABY_CRY].max())
+        rows["scores"].append(scores.mean(axis=0))
+    out = {k: np.asarray(v, np.float32) for k, v in rows.items()}
+    out["heard"] = np.asarray(rows["heard"], bool)
+    out["embedding"] = out["embedding"].reshape(-1, EMBEDDING_SIZE)
+    out["scores"] = out["scores"].reshape(-1, N_CLASSES)
+    return out

@@ -1,0 +1,77 @@
+"""Crying episodes in SQLite: written as they start and end, read back after a restart or a kill.
+
+One table, one row per episode: the start is inserted when it happens and the end filled in
+when it comes, each committed at once (WAL), so a killed process leaves its last episode
+started, with no end, and every earlier one complete. Stdlib sqlite3 only.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from cry.decision import EpisodeEvent
+from cry.files import UserError
+from cry.live_path import Output
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS episodes (
+    start REAL PRIMARY KEY,          -- wall clock, seconds since the epoch
+    end REAL,                        -- NULL: still going, or the process was killed during it
+    duration_seconds REAL,
+    reason TEXT,                     -- claimed reason, NULL when uncertain
+    guesses TEXT NOT NULL DEFAULT '[]'  -- JSON [[reason, share], ...], likeliest first
+)"""
+TOTAL_HOURS = 12.0
+
+
+class History(Output):
+    """The episode table of one SQLite file; an Output whose on_episode writes (wrap it in Background).
+
+    One connection shared by the writer thread and the web server's readers, behind a lock.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a kill loses nothing committed
+            self._db.execute(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"{self.path}: cannot use as the episode history ({getattr(exc, 'strerror', None) or exc})"
+                            ) from None
+        self._lock = threading.Lock()
+
+    def on_episode(self, event: EpisodeEvent) -> None:
+        guesses = json.dumps([list(g) for g in event.guesses])
+        with self._lock:
+            if event.kind == "start":
+                self._db.execute("INSERT OR REPLACE INTO episodes (start, reason, guesses) VALUES (?, ?, ?)",
+                                 (event.start, event.reason, guesses))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO episodes VALUES (?, ?, ?, ?, ?)",
+                                 (event.start, event.end, event.duration_seconds, event.reason, guesses))
+
+    def episodes(self, since: float | None = None, limit: int = 1000) -> list[dict]:
+        """Episodes started at or after `since` (epoch seconds; None: all), newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT start, end, duration_seconds, reason, guesses FROM episodes "
+                                    "WHERE start >= ? ORDER BY start DESC LIMIT ?",
+                                    (-1e18 if since is None else since, limit)).fetchall()
+        return [{"start": s, "end": e, "duration_seconds": d, "reason": r, "guesses": json.loads(g)}
+                for s, e, d, r, g in rows]
+
+    def totals(self, hours: float = TOTAL_HOURS, now: float | None = None) -> dict:
+        """Episodes started in the last `hours` and the minutes of those that ended."""
+        since = (time.time() if now is None else now) - hours * 3600
+        with self._lock:
+            count, seconds = self._db.execute("SELECT COUNT(*), TOTAL(duration_seconds) FROM episodes "
+                                              "WHERE start >= ?", (since,)).fetchone()
+        return {"hours": hours, "episodes": count, "crying_minutes": round(seconds / 60, 1)}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,173 @@
+"""The page's live side: the latest answer, the 10-minute chart, alerts, and the event-stream fan-out.
+
+The classifier reaches the server through `WebOutput`, whose methods never wait: each answer is
+handed to the server's event loop in one call, and every browser has its own bounded queue
+there; a browser that falls behind is dropped (its page reconnects).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import sys
+import threading
+
+from cry.decision import EpisodeEvent, State, WindowState
+from cry.live_path import Output
+from cry.monitor.history import History
+
+CHART_SECONDS = 600.0    # the page's chart: the last 10 minutes
+CLIENT_QUEUE = 64        # messages waiting for one browser; beyond, it is dropped
+MAX_CLIENTS = 100        # event streams at once; more get 503
+STATE_SECONDS = 0.1      # at most ten state events a second (a --fast file makes hundreds)
+KEEPALIVE_SECONDS = 15.0
+
+
+# ---- alerts --------------------------------------------------------------------------------
+
+class Alerts:
+    """An alert when the episode under way has lasted `after` seconds: one per episode, and at most
+    one per `cooldown` seconds (an episode still going when the cooldown ends alerts then)."""
+
+    def __init__(self, after: float = 10.0, cooldown: float = 120.0):
+        self.after, self.cooldown = after, cooldown
+        self.last, self.alerted = -float("inf"), None  # time of the last alert, start of its episode
+
+    def update(self, state: WindowState, episode: EpisodeEvent | None) -> dict | None:
+        if episode is None or state.state != State.CRYING or episode.start == self.alerted:
+            return None
+        lasted = state.stream_seconds - episode.stream_start_seconds
+        if lasted < self.after or state.time - self.last < self.cooldown:
+            return None
+        self.last, self.alerted = state.time, episode.start
+        return {"time": state.time, "episode_start": episode.start, "lasted_seconds": round(lasted, 1),
+                "reason_text": state.reason_text}
+
+
+# ---- the output the classifier feeds --------------------------------------------------------
+
+class WebOutput(Output):
+    """The latest state, the last 10 minutes for the chart, and the fan-out to event-stream clients.
+
+    Called on the classifier's thread, where it only stores and posts: the clients' queues live
+    on the server's event loop and are touched only there (loop.call_soon_threadsafe does not
+    wait). States are coalesced, newest wins, at most one every STATE_SECONDS: live (an answer
+    every 0.5 s) each one goes out; a file played --fast makes hundreds a second, and the
+    browsers get ten. Episode and alert events always go out, at once.
+    """
+
+    def __init__(self, history: History | None = None, alerts: Alerts | None = None,
+                 cry_threshold: float | None = None):
+        self.history, self.alerts, self.cry_threshold = history, alerts or Alerts(), cry_threshold
+        self.latest: dict | None = None
+        self.episode: EpisodeEvent | None = None          # the episode under way
+        self.recent = collections.deque(maxlen=20000)     # (time, cry_probability, level_dbfs)
+        self._recent_lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when the server starts
+        self.clients: set[asyncio.Queue] = set()
+        self.dropped_clients = self.most_clients = 0
+        self._state_pending, self._state_sent_at = False, -float("inf")
+        self.server = None
+
+    # classifier thread
+    def on_window(self, state: WindowState) -> None:
+        self.latest = state.to_dict()
+        with self._recent_lock:
+            self.recent.append((state.time, state.cry_probability, state.level_dbfs))
+            while self.recent[0][0] < state.time - CHART_SECONDS:
+                self.recent.popleft()
+        if not self._state_pending:  # else the one already posted will carry this newer state
+            self._state_pending = True  # before posting: the loop may send it at once
+            if not self._post(self._send_state):
+                self._state_pending = False
+        alert = self.alerts.update(state, self.episode)
+        if alert is not None:
+            self._post(self._send, "alert", alert)
+
+    def on_episode(self, event: EpisodeEvent) -> None:
+        self.episode = event if event.kind == "start" else None
+        self._post(self._send, "episode", event.to_dict())
+
+    def _post(self, callback, *args) -> bool:
+        """Run callback on the server's loop, without waiting; False when there is no one to tell."""
+        loop = self.loop
+        if loop is None or not self.clients:
+            return False
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+            return True
+        except RuntimeError:  # the loop has closed
+            return False
+
+    # server's event loop
+    def _send_state(self) -> None:
+        wait = self._state_sent_at + STATE_SECONDS - self.loop.time()
+        if wait > 0:
+            self.loop.call_later(wait, self._send_state)
+        elif self._state_pending:  # else sent already, by an earlier timer
+            self._state_pending, self._state_sent_at = False, self.loop.time()
+            self._fan_out(sse("state", self.latest))
+
+    def _send(self, kind: str, data: dict) -> None:
+        self._fan_out(sse(kind, data))
+
+    def _fan_out(self, message: bytes) -> None:
+        for queue in list(self.clients):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:  # this browser is not reading: drop it, it will reconnect
+                self.clients.discard(queue)
+                self.dropped_clients += 1
+                end_stream(queue)
+
+    def subscribe(self) -> asyncio.Queue | None:
+        if len(self.clients) >= MAX_CLIENTS:
+            return None
+        queue = asyncio.Queue(CLIENT_QUEUE)
+        self.clients.add(queue)
+        self.most_clients = max(self.most_clients, len(self.clients))
+        return queue
+
+    def end_streams(self) -> None:
+        for queue in list(self.clients):
+            end_stream(queue)
+        self.clients.clear()
+
+    # any thread
+    def snapshot(self, totals: bool = True) -> dict:
+        """/api/state: the latest window's answer (None fields before the first), the episode under
+        way, and (a database read) the 12-hour totals."""
+        latest = self.latest or {"state": None, "level_dbfs": None, "heard": None, "cry_probability": None,
+                                 "reason": None, "reason_text": "", "guesses": []}
+        return {**latest, "episode": self.episode.to_dict() if self.episode else None,
+                "totals": self.history.totals() if totals and self.history else None,
+                "cry_threshold": self.cry_threshold, "alert_after": self.alerts.after,
+                "alert_cooldown": self.alerts.cooldown,
+                "streams": {"open": len(self.clients), "dropped": self.dropped_clients}}
+
+    def recent_points(self) -> list:
+        with self._recent_lock:
+            return list(self.recent)
+
+    def close(self) -> None:
+        loop, server = self.loop, self.server
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.end_streams)
+        if server is not None:
+            server.stop()
+            print(f"page: {self.most_clients} event streams at most, {self.dropped_clients} dropped for not "
+                  "reading", file=sys.stderr)
+
+
+def end_stream(queue: asyncio.Queue) -> None:
+    """Empty a client's queue and put the end mark (None): its stream ends."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
+
+
+def sse(kind: str, data) -> bytes:
+    """One Server-Sent Event."""
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
