@@ -8,46 +8,43 @@ FLAC, Ogg, MP3, AIFF...); anything else (phone formats: 3GP/AMR, CAF with IMA AD
 goes through FFmpeg as bundled by PyAV. The header's channels, rate and length are checked
 against an `AudioBudget` before any sample is decoded, and samples are read in blocks that are
 mixed to mono as they come, so a file that claims hours or hundreds of channels costs a few
-megabytes, never what it claims.
+megabytes, never what it claims; a header that understated is caught by counting as blocks
+come. The two decoders themselves are in cry.audio_readers.
 """
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 import soxr
 
+from cry.audio_readers import AudioError, AudioInfo, NotAudio, open_reader, reason
+
+__all__ = ["AUDIO_SUFFIXES", "BLOCK_SAMPLES", "MAX_PEAK", "AudioBudget", "AudioError", "AudioInfo", "AudioReader",
+           "NotAudio", "OverBudget", "decode", "is_quiet", "list_audio_files", "open_audio", "resample", "rms_dbfs"]
+
 # What list_audio_files picks up; every one is decoded (libsndfile or FFmpeg) or reported.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".caf", ".m4a", ".aac", ".amr",
                   ".3gp", ".wma", ".webm", ".mp4")
 BLOCK_SAMPLES = 1 << 20  # interleaved samples per read: 4 MB of float32, and a count no decoder can overflow
+MAX_PEAK = 1000.0  # |sample| above this (+60 dBFS) is no recording: refused before it overflows a sum or a filter
 
 
-class AudioError(ValueError):
-    """A file that cannot be used as audio; the message says why, in a few words."""
+class OverBudget(AudioError):
+    """The file claims, or holds, more than the budget allows (length, channels, rate, samples)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class AudioBudget:
-    """What a file may claim before a sample of it is decoded (None: no limit)."""
+    """What a file may claim before a sample of it is decoded (None: no limit). max_samples counts
+    frames x channels: the decoding work and, mixed to mono, a bound on the memory of the result."""
 
     max_seconds: float | None = None
     max_channels: int = 64
     max_rate_hz: int = 384_000
-
-
-@dataclasses.dataclass(frozen=True)
-class AudioInfo:
-    rate_hz: int
-    channels: int
-    frames: int | None   # None when the container does not say
-
-    @property
-    def seconds(self) -> float | None:
-        return None if self.frames is None else self.frames / self.rate_hz
+    max_samples: int | None = None
 
 
 def list_audio_files(folder: Path) -> list[Path]:
@@ -59,77 +56,27 @@ def _check_budget(info: AudioInfo, budget: AudioBudget) -> None:
     if info.channels < 1 or info.rate_hz < 1:
         raise AudioError(f"no usable audio stream ({info.channels} channels at {info.rate_hz} Hz)")
     if info.channels > budget.max_channels:
-        raise AudioError(f"{info.channels} channels: at most {budget.max_channels}")
+        raise OverBudget(f"{info.channels} channels: at most {budget.max_channels}")
     if info.rate_hz > budget.max_rate_hz:
-        raise AudioError(f"{info.rate_hz} Hz: at most {budget.max_rate_hz} Hz")
+        raise OverBudget(f"{info.rate_hz} Hz: at most {budget.max_rate_hz} Hz")
     if budget.max_seconds is not None and info.seconds is not None and info.seconds > budget.max_seconds:
-        raise AudioError(f"{info.seconds:.0f} s of audio: at most {budget.max_seconds:.0f} s")
+        raise OverBudget(f"{info.seconds:.0f} s of audio: at most {budget.max_seconds:.0f} s")
+    if budget.max_samples is not None and info.frames is not None and info.frames * info.channels > budget.max_samples:
+        raise OverBudget(f"{info.channels} channels at {info.rate_hz} Hz for {info.seconds:.0f} s: at most "
+                         f"{budget.max_samples / 1e6:.1f} million samples (e.g. {budget.max_samples / 96000:.0f} s "
+                         "of stereo at 48 kHz)")
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
-    """float32 [frames, channels] -> [frames], the channels' mean; non-finite samples refused."""
-    mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(mono).all():
+    """float32 [frames, channels] -> [frames], the channels' mean; non-finite samples, and samples
+    no recording holds (beyond MAX_PEAK: a float file of 3e38 overflows resampling), refused."""
+    peak = float(np.abs(block).max()) if block.size else 0.0  # NaN and inf carry through max
+    if not np.isfinite(peak):
         raise AudioError("contains NaN or infinite samples")
+    if peak > MAX_PEAK:
+        raise AudioError(f"samples far beyond full scale (peak {peak:.3g}; full scale is 1, at most {MAX_PEAK:g})")
+    mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
     return np.ascontiguousarray(mono, dtype=np.float32)
-
-
-class _SoundFileReader:
-    """libsndfile's reader, block by block."""
-
-    def __init__(self, source):
-        import soundfile as sf
-
-        self._file = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else str(source))
-        self.info = AudioInfo(int(self._file.samplerate), int(self._file.channels), int(self._file.frames))
-
-    def blocks(self, frames: int):
-        while True:
-            block = self._file.read(frames, dtype="float32", always_2d=True)
-            if len(block) == 0:
-                return
-            yield block
-
-    def close(self) -> None:
-        self._file.close()
-
-
-_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
-
-
-class _FFmpegReader:
-    """FFmpeg (PyAV) for what libsndfile cannot read: decoded frame by frame."""
-
-    def __init__(self, source):
-        import av
-
-        self._container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source),
-                                  metadata_errors="ignore")
-        if not self._container.streams.audio:
-            self._container.close()
-            raise AudioError("cannot decode audio (it holds no audio stream: a picture, or a video without sound?)")
-        self._stream = stream = self._container.streams.audio[0]
-        frames = None
-        if stream.duration and stream.time_base:
-            frames = int(round(float(stream.duration * stream.time_base) * stream.rate))
-        elif self._container.duration:
-            frames = int(round(self._container.duration / 1e6 * stream.rate))
-        self.info = AudioInfo(int(stream.rate or 0), int(stream.channels or 0), frames)
-
-    def blocks(self, frames: int):
-        for frame in self._container.decode(self._stream):
-            if frame.sample_rate != self.info.rate_hz:
-                raise AudioError(f"the sample rate changes inside the file ({self.info.rate_hz} -> "
-                                 f"{frame.sample_rate} Hz)")
-            array, kind = frame.to_ndarray(), frame.format.name.rstrip("p")
-            channels = len(frame.layout.channels)
-            array = array.reshape(channels, -1).T if frame.format.is_planar else array.reshape(-1, channels)
-            if kind in _INT_SCALE:
-                array = (array.astype(np.float64) - (128.0 if kind == "u8" else 0.0)) / _INT_SCALE[kind]
-            yield array.astype(np.float32, copy=False)
-
-    def close(self) -> None:
-        self._container.close()
 
 
 class AudioReader:
@@ -148,7 +95,7 @@ class AudioReader:
                 raise AudioError(f"cannot read ({exc.strerror})") from None
             if size == 0:
                 raise AudioError("empty file (0 bytes)")
-        self._reader = _open_reader(source)
+        self._reader = open_reader(source)
         try:
             _check_budget(self._reader.info, budget)
         except AudioError:
@@ -158,9 +105,11 @@ class AudioReader:
 
     def blocks(self, seconds: float | None = None):
         """Mono float32 blocks [n] of about `seconds` (default: as large as BLOCK_SAMPLES allows)."""
-        channels = self.info.channels
+        channels, budget = self.info.channels, self.budget
         frames = max(1, min(BLOCK_SAMPLES // channels, int(seconds * self.info.rate_hz) if seconds else 1 << 62))
-        limit = None if self.budget.max_seconds is None else self.budget.max_seconds * self.info.rate_hz
+        limit = None if budget.max_seconds is None else budget.max_seconds * self.info.rate_hz
+        if budget.max_samples is not None:
+            limit = min(limit or budget.max_samples, budget.max_samples / channels)
         done = 0
         try:
             for block in self._reader.blocks(frames):
@@ -168,12 +117,13 @@ class AudioReader:
                     mono = _mono(block[start:start + frames])
                     done += len(mono)
                     if limit is not None and done > limit:  # a header that understated the length
-                        raise AudioError(f"more than {self.budget.max_seconds:.0f} s of audio")
+                        raise OverBudget(f"more than the limit of {limit / self.info.rate_hz:.0f} s of audio at "
+                                         f"{self.info.rate_hz} Hz (its header said less, or nothing)")
                     yield mono
         except AudioError:
             raise
         except Exception as exc:  # a decoder failing half-way says why in its own words
-            raise AudioError(f"the audio is broken or truncated ({_reason(exc)})") from None
+            raise AudioError(f"the audio is broken or truncated ({reason(exc)})") from None
         if self.info.frames and done < 0.99 * self.info.frames:
             raise AudioError(f"the audio is truncated: its header announces {self.info.seconds:.1f} s, "
                              f"{done / self.info.rate_hz:.1f} s could be decoded")
@@ -189,31 +139,6 @@ class AudioReader:
         self.close()
 
 
-def _reason(exc: Exception) -> str:
-    """A decoder's reason in a few words, without the path it repeats."""
-    text = getattr(exc, "error_string", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-    return text.split(": ", 1)[-1].rstrip(".")[:120] if "Error opening" in text else text.rstrip(".")[:120]
-
-
-def _open_reader(source):
-    """libsndfile when it knows the format, else FFmpeg; AudioError (in libsndfile's words, which
-    name the format problem best) when neither does."""
-    import soundfile as sf
-
-    try:
-        return _SoundFileReader(source)
-    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError, TypeError) as exc:
-        why = _reason(exc)  # not a format libsndfile reads, or broken: FFmpeg may still know it
-    if why.startswith("File does not exist"):  # libsndfile's mp3 decoder's word for "not an mp3"
-        why = "not a recognised audio format"
-    try:
-        return _FFmpegReader(source)
-    except AudioError:
-        raise
-    except Exception:  # av.error.* and friends
-        raise AudioError(f"cannot decode audio ({why})") from None
-
-
 def open_audio(source: str | os.PathLike | bytes, budget: AudioBudget = AudioBudget()) -> AudioReader:
     """An AudioReader, or AudioError saying why the file cannot be read."""
     return AudioReader(source, budget)
@@ -221,13 +146,25 @@ def open_audio(source: str | os.PathLike | bytes, budget: AudioBudget = AudioBud
 
 def decode(source: str | os.PathLike | bytes, budget: AudioBudget = AudioBudget()) -> tuple[np.ndarray, int]:
     """The whole file: (mono float32 [n], its sample rate). Raises AudioError (empty, not audio,
-    over the budget, broken, non-finite samples, no samples)."""
+    over the budget, broken, non-finite samples, no samples).
+
+    The result is filled in place, sized from the header when the budget bounds it (a header's
+    length is trusted with memory only that far), grown by half when the header said less: the
+    memory is the result's, not twice it."""
+    bounded = budget.max_samples is not None or budget.max_seconds is not None
     with open_audio(source, budget) as reader:
-        blocks = list(reader.blocks())
-        rate = reader.info.rate_hz
-    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    if len(audio) == 0:
+        rate, frames = reader.info.rate_hz, reader.info.frames or 0
+        audio, n = np.empty(frames if bounded else min(frames, 16 * BLOCK_SAMPLES), np.float32), 0
+        for block in reader.blocks():
+            if n + len(block) > len(audio):
+                grown = np.empty(max(n + len(block), len(audio) * 3 // 2), np.float32)
+                grown[:n] = audio[:n]
+                audio = grown
+            audio[n:n + len(block)] = block
+            n += len(block)
+    if n == 0:
         raise AudioError("no audio samples")
+    audio.resize(n, refcheck=False)  # in place: the header's extra, or the last growth's, handed back
     return audio, rate
 
 

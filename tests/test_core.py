@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from bombs import flac_claiming, float_wav, vorbis
 from conftest import CORPUS, ROOT, save_probe_model, tone
 
-from cry.audio import BLOCK_SAMPLES, AudioBudget, AudioError, decode, open_audio
+from cry.audio import BLOCK_SAMPLES, AudioBudget, AudioError, OverBudget, decode, open_audio
 from cry.files import UserError
 from cry.live_path import LivePath, Scorer
 from cry.params import LiveSettings, Settings
@@ -79,6 +80,35 @@ def test_a_header_that_claims_too_much_is_refused_before_decoding():
     with pytest.raises(AudioError, match="20 s of audio: at most 10 s"):
         decode(long, AudioBudget(max_seconds=10))
     assert len(decode(long)[0]) == 8000 * 20  # without a budget on the length, it is all read
+
+
+def test_bombs_are_refused_from_their_headers_and_a_silent_header_is_counted():
+    """The probe's bombs (issue 21), small: refused when opened, before a sample is decoded; a
+    FLAC that does not say its length (written as a stream) is read through FFmpeg and counted
+    as it comes."""
+    for data, words in ((vorbis(255), "255 channels: at most 64"),
+                        (flac_claiming(655_350, 2, 299), "655350 Hz: at most 384000 Hz"),
+                        (flac_claiming(48_000, 1, 36_000), "36000 s of audio: at most 300 s")):
+        with pytest.raises(OverBudget, match=words):
+            open_audio(data, AudioBudget(max_seconds=300))
+    many = AudioBudget(max_seconds=300, max_samples=300 * 48_000 * 2)
+    with pytest.raises(OverBudget, match="8 channels at 96000 Hz for 299 s: at most 28.8 million samples"):
+        open_audio(flac_claiming(96_000, 8, 299), many)
+    silent = flac_claiming(8000, 1, 0, real_seconds=3.0)
+    with open_audio(silent) as reader:
+        assert reader.info.frames is None  # libsndfile cannot read it: FFmpeg does, without a length
+    assert len(decode(silent)[0]) == 3 * 8000
+    with pytest.raises(OverBudget, match="more than the limit of 1 s of audio at 8000 Hz"):
+        decode(silent, AudioBudget(max_seconds=1))
+
+
+def test_samples_beyond_any_full_scale_are_refused():
+    """A float WAV of 3e38 (finite, but it overflows resampling into infinities): refused with a
+    reason; a float file a little beyond full scale is audio."""
+    with pytest.raises(AudioError, match=r"samples far beyond full scale \(peak 3e\+38"):
+        decode(float_wav(3e38))
+    audio, _ = decode(float_wav(2.0))
+    assert audio.max() == 2.0
 
 
 def test_blocks_are_mono_and_bounded_whatever_the_channels():
