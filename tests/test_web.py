@@ -132,6 +132,8 @@ def test_history_is_committed_at_once_and_keeps_an_unfinished_episode(tmp_path):
                                                                                  [["hungry", 0.5], ["tired", 0.3]])
     assert reader.totals(now=now) == {"hours": 12.0, "episodes": 2, "crying_minutes": 1.0}
     assert len(reader.episodes()) == 3
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {  # nobody else's business
+        "history.sqlite": 0o600, "history.sqlite-wal": 0o600, "history.sqlite-shm": 0o600}
 
 
 def test_serve_values_and_a_busy_port_are_one_line_errors(tmp_path):

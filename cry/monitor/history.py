@@ -2,11 +2,15 @@
 
 One table, one row per episode: the start is inserted when it happens and the end filled in
 when it comes, each committed at once (WAL), so a killed process leaves its last episode
-started, with no end, and every earlier one complete. Stdlib sqlite3 only.
+started, with no end, and every earlier one complete. Stdlib sqlite3 only. A new file is made
+readable by its owner only (0600; SQLite gives its -wal and -shm files the same mode): the
+night's episodes are nobody else's business on a shared machine.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -36,6 +40,8 @@ class History(Output):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # made here first: sqlite3 would make it 0644
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a kill loses nothing committed
