@@ -40,6 +40,7 @@ from cry.monitor import upload
 from cry.monitor.history import History
 from cry.monitor.web import bind, parse_serve
 from cry.monitor.web_app import create_app
+from cry.monitor.web_guard import Throttle
 from cry.monitor.web_state import Alerts, WebOutput
 from cry.params import CLASSES, LiveSettings
 from cry.stream import array_source
@@ -251,7 +252,7 @@ def test_a_browser_that_does_not_read_is_dropped_and_a_stuck_server_never_holds_
             web.on_episode(EpisodeEvent("start", float(i), float(i)))
             await asyncio.sleep(0.01)
             assert (await awake.get()).startswith(b"event: episode")
-        assert web.clients == {awake} and web.dropped_clients == 1
+        assert list(web.clients) == [awake] and web.dropped_clients == 1
         assert asleep.qsize() == 1 and asleep.get_nowait() is None  # its stream ends there; the page reconnects
         # the server's loop stuck for a while: the classifier goes on, and its states wait as one, the newest
         web.loop.call_soon(released.wait, 30)
@@ -268,7 +269,9 @@ def test_token_is_checked_on_every_route_in_process():
     from starlette.testclient import TestClient
 
     token = "correct-horse-battery"
-    with TestClient(create_app(WebOutput(), token=token, host="0.0.0.0"), base_url="http://127.0.0.1") as client:
+    unthrottled = Throttle(free=10**6)  # 40 wrong tokens from one address here: throttled in tests/test_web_attacks.py
+    with TestClient(create_app(WebOutput(), token=token, host="0.0.0.0", throttle=unthrottled),
+                    base_url="http://127.0.0.1") as client:
         for path in ("/", "/app.js", "/style.css", "/api/state", "/api/recent", "/api/episodes", "/api/events",
                      "/no/such/page"):
             for headers, params in (({}, {}), ({}, {"token": "wrong"}), ({"Authorization": "Bearer wrong"}, {}),
@@ -284,20 +287,22 @@ def test_token_is_checked_on_every_route_in_process():
 
 @pytest.fixture(scope="module")
 def upload_client(loud_model):
-    """The app with uploads answered by the loud model through cry.monitor.upload.answer; 1 MB limit."""
+    """The app with uploads answered by the loud model through cry.monitor.upload.answer; 1 MB limit;
+    its requests say what a browser says of the page's own (Sec-Fetch-Site: same-origin)."""
     from starlette.testclient import TestClient
 
     from cry.assemble import load_live_path
 
     answer = partial(upload.answer, path=load_live_path(loud_model, None))
-    with TestClient(create_app(WebOutput(), answer, max_upload_bytes=2**20), base_url="http://127.0.0.1") as client:
+    with TestClient(create_app(WebOutput(), answer, max_upload_bytes=2**20), base_url="http://127.0.0.1",
+                    headers={"Sec-Fetch-Site": "same-origin"}) as client:
         yield client
 
 
 @pytest.mark.parametrize("body, status, message", [
     (b"", 400, "empty"),
-    (b"I am a text file, not a recording. " * 50, 400, "not an audio file"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(2000), 400, "not an audio file"),
+    (b"I am a text file, not a recording. " * 50, 415, "not an audio file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(2000), 415, "not an audio file"),
     (b"x" * (2**20 + 1), 413, "1 MB limit"),
     (iter([b"x" * 300_000] * 4), 413, "1 MB limit"),  # no length given (chunked): counted while read
 ])
@@ -332,10 +337,11 @@ def test_upload_answers_each_window_and_the_spectrogram(upload_client, loud_cry)
     assert answer["windows"][0]["reason_text"].startswith("reason uncertain (hungry")
     image = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]["png_base64"]))))
     assert image.shape == (128, 128, 3) and image[..., 1].mean() > 90  # the cry's window: bright, as the model saw it
-    # the same recording as a form with a hostile file name: the same answer, nothing written anywhere by its name
+    # the same recording as a form with a hostile file name: refused (a recording is sent as the body, by what
+    # it is, never by a name), before its body is read
     form = upload_client.post("/api/upload", files={"file": ("../../etc/cron.d/x.wav", wav_bytes(
         np.concatenate([audio, quiet]), rate), "audio/wav")})
-    assert form.status_code == 200 and form.json()["windows"] == answer["windows"]
+    assert form.status_code == 415 and "not a form" in form.json()["error"]
 
 
 # ---- the script serving the page ------------------------------------------------------------
@@ -404,10 +410,44 @@ def test_browser_sees_the_cry_the_episode_and_the_alert(mic_feed, loud_model, lo
         ended = page.locator("#timeline li:not(.open) .how")
         expect(ended).to_contain_text(re.compile(r"^(\d+ min )?\d+ s · reason uncertain"))
         expect(page.locator("#totals")).to_have_text(re.compile(r"^1 episode, \d+\.\d minutes crying$"))
+        with another_site(port) as elsewhere:  # a page of another site posts a form to the monitor: refused
+            evil = context.new_page()
+            evil.goto(elsewhere)
+            with evil.expect_navigation():
+                evil.click("button")
+            assert evil.content().count("cross-site request refused") == 1
         browser.close()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+@contextlib.contextmanager
+def another_site(port: int):
+    """http://localhost:<another port>/ (another site than 127.0.0.1): a form that posts a file to
+    the monitor's upload, as a hostile page open in the same browser would."""
+    import http.server
+
+    form = (f'<form method="post" enctype="multipart/form-data" action="http://127.0.0.1:{port}/api/upload">'
+            '<input type="hidden" name="file" value="RIFF"><button>go</button></form>').encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(form)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://localhost:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def get(port: int, path: str, token: str | None = None, bearer: str | None = None):
@@ -427,9 +467,11 @@ def test_other_addresses_need_the_token_and_a_killed_server_keeps_its_episodes(l
     with serving([*args, "--file", str(folder / "cry.wav"), "--serve", f"0.0.0.0:{port}"], tmp_path) as (proc, stderr):
         token = re.search(r"^page: http://\S+/\?token=([\w-]{20,})  \(this machine: http://127\.0\.0\.1:"
                           rf"{port}/\?token=\1\)$", stderr(), re.M).group(1)  # generated, printed with the address
-        for path in ("/", "/app.js", "/api/state", "/api/episodes", "/api/events"):
-            assert (get(port, path).status_code, get(port, path, "wrong-token").status_code) == (401, 401)
-            assert get(port, path, bearer=token[::-1]).text == "unauthorized\n"
+        for i, path in enumerate(("/", "/app.js", "/api/state", "/api/episodes", "/api/events")):
+            assert get(port, path).status_code == 401
+            if i % 2:  # a few wrong tokens: more from one address are throttled (tests/test_web_attacks.py)
+                assert get(port, path, "wrong-token").status_code == 401
+                assert get(port, path, bearer=token[::-1]).text == "unauthorized\n"
         assert get(port, "/api/state", bearer=token).status_code == 200
         with httpx.stream("GET", f"http://127.0.0.1:{port}/api/events", params={"token": token}, timeout=10) as events:
             assert events.status_code == 200

@@ -12,11 +12,16 @@ import struct
 
 import numpy as np
 
-from cry.audio import AudioBudget, AudioError, decode
+from cry.audio import AudioBudget, AudioError, NotAudio, OverBudget, decode
 from cry.decision import State
 from cry.live_path import LivePath, analyse
 
 MAX_SECONDS = 300.0  # longer uploads are refused: decoding and analysis cost grows with the length
+# What an upload may claim, checked on its header before a sample is decoded: phones record 1 or
+# 2 channels at 8-48 kHz; the samples cap bounds the decoding work and the decoded audio (float32,
+# mixed to mono: at most 4 bytes a sample, ~115 MB), whatever rate and channels share it.
+UPLOAD_BUDGET = AudioBudget(max_seconds=MAX_SECONDS, max_channels=8, max_rate_hz=192_000,
+                            max_samples=int(MAX_SECONDS * 48_000 * 2))
 
 
 class UploadError(ValueError):
@@ -25,21 +30,6 @@ class UploadError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def form_file(body: bytes, content_type: str) -> bytes:
-    """The first file of a multipart/form-data body, parsed in memory (stdlib email parser)."""
-    from email.parser import BytesParser
-    from email.policy import HTTP
-
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
-                                                  + body)
-    parts = list(message.iter_parts()) if message.is_multipart() else []
-    files = [p for p in parts if p.get_filename() is not None or p.get_param("name", header="content-disposition")
-             == "file"]
-    if not files:
-        raise UploadError("no file in the form (send the recording as the field 'file', or as the raw body)")
-    return files[0].get_payload(decode=True) or b""
 
 
 def riff_shortfall(data: bytes) -> int:
@@ -54,9 +44,10 @@ def riff_shortfall(data: bytes) -> int:
     return max(0, declared - len(data))
 
 
-def decode_upload(data: bytes, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
+def decode_upload(data: bytes, budget: AudioBudget = UPLOAD_BUDGET) -> tuple[np.ndarray, int]:
     """Upload bytes -> (mono float32 audio [n], sample rate), or an UploadError saying what is wrong
-    (through the one decoder, cry.audio, within a budget checked on the header)."""
+    (through the one decoder, cry.audio, within a budget checked on the header): 413 for what
+    claims more than the budget, 415 for what is not audio, 400 for broken audio."""
     if not data:
         raise UploadError("the upload is empty (0 bytes)")
     missing = riff_shortfall(data)
@@ -64,13 +55,13 @@ def decode_upload(data: bytes, max_seconds: float = MAX_SECONDS) -> tuple[np.nda
         raise UploadError(f"the WAV file is truncated: its header announces {missing} more bytes than "
                           "arrived (was the upload or the recording cut off?)")
     try:
-        return decode(data, AudioBudget(max_seconds=max_seconds))
+        return decode(data, budget)
+    except OverBudget as exc:
+        raise UploadError(f"the recording is too large to analyse: {exc}", 413) from None
+    except NotAudio as exc:
+        raise UploadError(f"not an audio file this page can read ({exc}); send WAV, FLAC, OGG, MP3 or a phone "
+                          "recording", 415) from None
     except AudioError as exc:
-        if "at most" in str(exc) or "more than" in str(exc):
-            raise UploadError(str(exc), 413) from None
-        if str(exc).startswith("cannot decode"):
-            raise UploadError(f"not an audio file this page can read ({exc}); send WAV, FLAC, OGG, MP3 or a phone "
-                              "recording") from None
         raise UploadError(str(exc)) from None
 
 
@@ -83,10 +74,10 @@ def png_base64(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def answer(data: bytes, path: LivePath, max_seconds: float = MAX_SECONDS) -> dict:
+def answer(data: bytes, path: LivePath, budget: AudioBudget = UPLOAD_BUDGET) -> dict:
     """Upload bytes -> JSON-ready answer: every window as live use would show it, the episodes,
     and the reason model's image of the loudest window (the picture the model judged)."""
-    audio, rate = decode_upload(data, max_seconds)
+    audio, rate = decode_upload(data, budget)
     live, scorer = path.live, path.scorer
     if len(audio) < live.window_seconds * rate:
         raise UploadError(f"{len(audio) / rate:.1f} s of audio: the monitor needs at least {live.window_seconds:g} s")

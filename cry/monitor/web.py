@@ -4,7 +4,8 @@ FastAPI (on Starlette) served by uvicorn on a background thread: an asyncio serv
 open event stream is a small task rather than a thread, Starlette's streaming response ends
 when a browser leaves, and FastAPI adds only the routing and JSON on top.
 The classifier reaches the server through cry.monitor.web_state.WebOutput, whose methods never
-wait. The routes and their token check are in cry.monitor.web_app.
+wait. The routes are in cry.monitor.web_app, the token and same-origin checks in
+cry.monitor.web_guard, and the connections' deadlines and cap in cry.monitor.web_conn.
 """
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ from cry.files import UserError
 from cry.live_path import Output
 from cry.monitor.history import History
 from cry.monitor.outputs import Background
-from cry.monitor.web_state import Alerts, WebOutput
+from cry.monitor.web_conn import (ACCEPT_BACKLOG, ConnectionLimits, Said, guarded_protocol,
+                                  max_connections_for_files, quiet_logs)
+from cry.monitor.web_state import MAX_CLIENTS, Alerts, WebOutput
 
 DEFAULT_HISTORY = Path("data") / "history.sqlite"
+MIN_TOKEN_CHARACTERS = 16  # the generated one has 22; an 8-digit one falls to guessing in hours without the throttle
 
 
 def is_loopback(host: str) -> bool:
@@ -72,13 +76,21 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class Server:
-    """uvicorn serving an app on a socket already bound, on a daemon thread."""
+    """uvicorn serving an app on a socket already bound, on a daemon thread: its h11 protocol with
+    deadlines and a cap on connections (cry.monitor.web_conn), no server banner, its logs one line
+    per kind of trouble."""
 
-    def __init__(self, app, sock: socket.socket):
+    def __init__(self, app, sock: socket.socket, limits: ConnectionLimits = ConnectionLimits()):
         import uvicorn
 
-        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
-        self.sock, self.uvicorn = sock, uvicorn.Server(config)
+        self.said = Said()
+        quiet_logs(self.said)
+        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=2,
+                                http=guarded_protocol(limits, self.said), ws="none", server_header=False,
+                                proxy_headers=False,  # X-Forwarded-For would let a client pick its address
+                                backlog=ACCEPT_BACKLOG, timeout_keep_alive=5, h11_max_incomplete_event_size=16384)
+        self.app, self.sock, self.uvicorn = app, sock, uvicorn.Server(config)
         self.thread = threading.Thread(target=self.uvicorn.run, kwargs={"sockets": [sock]}, name="web", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -91,6 +103,10 @@ class Server:
         self.uvicorn.should_exit = True
         self.thread.join(timeout)
         self.sock.close()
+        counts, throttle = self.said.counts, getattr(self.app, "throttle", None)
+        print(f"page: {counts.get('slow-head', 0) + counts.get('slow-body', 0)} connections closed for sending too "
+              f"slowly, {counts.get('evicted', 0)} closed to make room, {counts.get('refused', 0)} refused; "
+              f"{throttle.refused if throttle else 0} requests with a wrong token refused", file=sys.stderr)
 
 
 def page_url(host: str, port: int, token: str | None) -> str:
@@ -123,8 +139,9 @@ class Page:
         self.options, self.sock, self.token = options, None, None
         if options.serve:
             self.host, port = parse_serve(options.serve)
-            if options.token is not None and len(options.token) < 8:
-                raise UserError("--token: at least 8 characters")
+            if options.token is not None and len(options.token) < MIN_TOKEN_CHARACTERS:
+                raise UserError(f"--token: at least {MIN_TOKEN_CHARACTERS} characters (a short one can be guessed; "
+                                "leave it out to get a random one)")
             if min(options.alert_after_seconds, options.alert_cooldown_seconds) < 0 or options.max_upload_mb <= 0:
                 raise UserError("--alert-after and --alert-cooldown must be >= 0, --max-upload-mb > 0")
             self.token = options.token or (None if is_loopback(self.host) else secrets.token_urlsafe(16))
@@ -142,11 +159,12 @@ class Page:
 
         options, outputs = self.options, []
         if self.sock is not None:
+            limits = ConnectionLimits(max_connections=max_connections_for_files())
             web = WebOutput(self.history, Alerts(options.alert_after_seconds, options.alert_cooldown_seconds),
-                            path.scorer.cry_threshold)
+                            path.scorer.cry_threshold, max_clients=min(MAX_CLIENTS, limits.max_connections // 2))
             app = create_app(web, partial(upload.answer, path=path), self.token, self.host,
                              int(options.max_upload_mb * 2**20))
-            web.server = Server(app, self.sock)
+            web.server = Server(app, self.sock, limits)
             outputs.append(web)  # before the history: closed first, so no page reads a closed database
             port, host = self.sock.getsockname()[1], self.host
             print(f"page: {page_url(host, port, self.token)}" + ("" if is_loopback(host) else f"  (this machine: "

@@ -2,7 +2,8 @@
 
 The classifier reaches the server through `WebOutput`, whose methods never wait: each answer is
 handed to the server's event loop in one call, and every browser has its own bounded queue
-there; a browser that falls behind is dropped (its page reconnects).
+there; a browser that falls behind is dropped (its page reconnects), and when all the streams
+are taken the oldest one makes way, so a crowd of streams never locks a new page out.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from cry.monitor.history import History
 
 CHART_SECONDS = 600.0    # the page's chart: the last 10 minutes
 CLIENT_QUEUE = 64        # messages waiting for one browser; beyond, it is dropped
-MAX_CLIENTS = 100        # event streams at once; more get 503
+MAX_CLIENTS = 100        # event streams at once; one more ends the oldest
 STATE_SECONDS = 0.1      # at most ten state events a second (a --fast file makes hundreds)
 KEEPALIVE_SECONDS = 15.0
 
@@ -58,15 +59,16 @@ class WebOutput(Output):
     """
 
     def __init__(self, history: History | None = None, alerts: Alerts | None = None,
-                 cry_threshold: float | None = None):
+                 cry_threshold: float | None = None, max_clients: int = MAX_CLIENTS):
         self.history, self.alerts, self.cry_threshold = history, alerts or Alerts(), cry_threshold
+        self.max_clients = max_clients
         self.latest: dict | None = None
         self.episode: EpisodeEvent | None = None          # the episode under way
         self.recent = collections.deque(maxlen=20000)     # (time, cry_probability, level_dbfs)
         self._recent_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None  # set when the server starts
-        self.clients: set[asyncio.Queue] = set()
-        self.dropped_clients = self.most_clients = 0
+        self.clients: dict[asyncio.Queue, None] = {}   # oldest first
+        self.dropped_clients = self.most_clients = self.evicted_clients = 0
         self._state_pending, self._state_sent_at = False, -float("inf")
         self.server = None
 
@@ -117,17 +119,25 @@ class WebOutput(Output):
             try:
                 queue.put_nowait(message)
             except asyncio.QueueFull:  # this browser is not reading: drop it, it will reconnect
-                self.clients.discard(queue)
+                self.clients.pop(queue, None)
                 self.dropped_clients += 1
                 end_stream(queue)
 
-    def subscribe(self) -> asyncio.Queue | None:
-        if len(self.clients) >= MAX_CLIENTS:
-            return None
+    def subscribe(self) -> asyncio.Queue:
+        """A new stream's queue; when max_clients are open, the oldest stream ends to make room (its
+        page, if a page it is, reconnects in a few seconds and is then the newest)."""
+        while len(self.clients) >= self.max_clients:
+            oldest = next(iter(self.clients))
+            del self.clients[oldest]
+            self.evicted_clients += 1
+            end_stream(oldest)
         queue = asyncio.Queue(CLIENT_QUEUE)
-        self.clients.add(queue)
+        self.clients[queue] = None
         self.most_clients = max(self.most_clients, len(self.clients))
         return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.clients.pop(queue, None)
 
     def end_streams(self) -> None:
         for queue in list(self.clients):
@@ -144,7 +154,8 @@ class WebOutput(Output):
                 "totals": self.history.totals() if totals and self.history else None,
                 "cry_threshold": self.cry_threshold, "alert_after": self.alerts.after,
                 "alert_cooldown": self.alerts.cooldown,
-                "streams": {"open": len(self.clients), "dropped": self.dropped_clients}}
+                "streams": {"open": len(self.clients), "dropped": self.dropped_clients,
+                            "evicted": self.evicted_clients}}
 
     def recent_points(self) -> list:
         with self._recent_lock:
@@ -158,7 +169,7 @@ class WebOutput(Output):
         if server is not None:
             server.stop()
             print(f"page: {self.most_clients} event streams at most, {self.dropped_clients} dropped for not "
-                  "reading", file=sys.stderr)
+                  f"reading, {self.evicted_clients} ended to make room", file=sys.stderr)
 
 
 def end_stream(queue: asyncio.Queue) -> None:

@@ -3,6 +3,8 @@
 "use strict";
 
 const TOKEN = new URLSearchParams(location.search).get("token");
+// This page's own token, sent with an upload: the server takes uploads only from its page.
+const PAGE_TOKEN = document.querySelector('meta[name="page-token"]').content;
 const STATE = JSON.parse(document.getElementById("states").textContent);  // cry.decision.State, from the server
 const CHART_SECONDS = 600;
 const TOTAL_HOURS = 12;
@@ -204,7 +206,7 @@ async function analyse(event) {
   $("upload-result").hidden = true;
   try {
     const response = await fetch(url("/api/upload"), {method: "POST", body: file,
-      headers: {"Content-Type": "application/octet-stream"}});
+      headers: {"Content-Type": "application/octet-stream", "X-Page-Token": PAGE_TOKEN}});
     const answer = await response.json().catch(() => ({error: `the server answered ${response.status}`}));
     if (!response.ok) { $("upload-status").textContent = `Cannot analyse ${file.name}: ${answer.error}`; return; }
     showUpload(file.name, answer);
