@@ -126,18 +126,18 @@ BOMBS = [  # (what, bytes, status, the one line's words)
 
 
 def test_bombs_get_a_4xx_within_a_second_with_flat_memory_and_every_hop_answered(monitor):
-    start = time.monotonic()
+    start, took = time.monotonic(), []
     with Sampler(monitor.proc.pid) as memory:
         for what, body, status, words in BOMBS * 3:
             began = time.monotonic()
             response = post(monitor, body)
-            took = time.monotonic() - began
+            took.append(time.monotonic() - began)
             assert (response.status_code, words in response.json()["error"]) == (status, True), (what, response.text)
-            assert took < 1.0, f"{what}: answered after {took:.1f} s"
+            assert took[-1] < 1.0, f"{what}: answered after {took[-1]:.1f} s"
             assert parent(monitor).status_code == 200
     print(f"\nbombs ({len(BOMBS)} kinds, 3 times each, {max(len(b) for _, b, _, _ in BOMBS) / 1e3:.0f} KB at most): "
-          f"resident memory {memory.before:.0f} MB before, {memory.peak:.0f} MB at most "
-          f"(+{memory.peak - memory.before:.1f} MB)")
+          f"answered in {max(took) * 1e3:.0f} ms at most; resident memory {memory.before:.0f} MB before, "
+          f"{memory.peak:.0f} MB at most (+{memory.peak - memory.before:.1f} MB)")
     assert memory.peak - memory.before < 100
     monitor.assert_answered_every_hop(start)
     assert "Traceback" not in monitor.stderr()
