@@ -22,33 +22,16 @@ import numpy as np
 from cry import runtime
 from cry.assemble import load_live_path
 from cry.deafness import ZEROS_SECONDS, Deafness
-from cry.files import UserError, atomic_output, run_main
+from cry.files import UserError, run_main
 from cry.live_path import run
 from cry.monitor import mqtt, mqtt_config, notify, web
 from cry.monitor.alerts import Alerts
 from cry.monitor.outputs import EpisodeLog, TerminalLine, Trace
+from cry.monitor.recording import Recording, check_recording_path
 from cry.monitor.sources import MicrophoneSource, import_sounddevice
 from cry.params import DEFAULT_DETECTOR, DEFAULT_MODEL
 from cry.pretrained import PRETRAINED_DIR
 from cry.stream import RING_SECONDS, file_source
-
-
-def check_audio_output(path: Path) -> None:
-    """--save-audio must name a .wav or .flac in a folder we can write to."""
-    if path.suffix.lower() not in (".wav", ".flac"):
-        raise UserError(f"{path}: --save-audio writes .wav or .flac files")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise UserError(f"{path}: cannot write (no such folder, or no permission)")
-
-
-def save_audio(source, path: Path) -> None:
-    import soundfile as sf
-
-    with atomic_output(path) as tmp:
-        sf.write(str(tmp), np.concatenate([np.zeros(0, np.float32), *source.ring.kept]), source.samplerate,
-                 format=path.suffix[1:].upper())
-    print(f"wrote {path}", file=sys.stderr)
 
 
 def parse_args(argv):
@@ -68,7 +51,8 @@ def parse_args(argv):
     parser.add_argument("--duration", type=float, help="stop after listening this many seconds (of audio)")
     parser.add_argument("--log", type=Path, help="append crying episodes (start, end, reason) to this CSV")
     parser.add_argument("--trace", type=Path, help="write every window's state and scores to this CSV")
-    parser.add_argument("--save-audio", type=Path, help="write what was heard to this WAV, at the device rate")
+    parser.add_argument("--save-audio", type=Path, help="write what was heard to this .wav (or .flac), at the "
+                        "device rate, as it is heard: a killed monitor leaves a playable WAV")
     parser.add_argument("--detector", default=str(DEFAULT_DETECTOR), help="the crying detector (YAMNet + a trained "
                         "head, with the live settings it was tuned under), or 'none': the reason model alone "
                         "decides crying (default: %(default)s)")
@@ -127,10 +111,9 @@ def main(argv=None) -> int:
     if args.deaf_after <= 0:
         raise UserError("--deaf-after must be > 0 seconds")
     if args.save_audio:  # now, not after a night of listening
-        check_audio_output(args.save_audio)
-    keep = args.save_audio is not None
+        check_recording_path(args.save_audio)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
-    source = file_source(args.file, args.fast, keep) if args.file else MicrophoneSource(device, keep)  # fails fast
+    source = file_source(args.file, args.fast) if args.file else MicrophoneSource(device)  # fails fast
     id_file = args.history.parent / mqtt_config.DEFAULT_ID_FILE.name if args.history else mqtt_config.DEFAULT_ID_FILE
     sensors = mqtt.mqtt_outputs(mqtt_config.MqttOptions(args.mqtt, args.mqtt_user, args.mqtt_password, args.mqtt_tls,
                                                         args.mqtt_ca, args.mqtt_prefix, args.mqtt_id, args.name,
@@ -145,7 +128,10 @@ def main(argv=None) -> int:
     decision = path.decision()
     warm_up = np.full(int(path.live.window_seconds * source.samplerate), 0.1, np.float32)
     path.scorer(warm_up, source.samplerate)  # the models' first call is slow: not on the first answer
+    path.scorer.reasons(path.scorer.reason_window(warm_up, source.samplerate))  # nor on the first cry
 
+    recording = Recording(args.save_audio, source.samplerate) if args.save_audio else None
+    source.ring.tap = recording.write if recording else None
     outputs = [TerminalLine()]
     if args.log:
         outputs.append(EpisodeLog(args.log))
@@ -165,8 +151,8 @@ def main(argv=None) -> int:
     for output in outputs:
         if getattr(output, "path", None):
             print(f"wrote {output.path}", file=sys.stderr)
-    if args.save_audio:
-        save_audio(source, args.save_audio)
+    if recording is not None:
+        recording.close()
     if why == "stalled" or (why == "ended" and not args.file):
         print("error: the input device stopped delivering audio (unplugged, or taken by another program?)",
               file=sys.stderr)

@@ -300,7 +300,8 @@ def test_restarts_kill_and_broker_restarts(heard_model, cry_audio, tmp_path):
     args = ["--model", heard_model, "--file", cry_audio["long"], "--mqtt", f"localhost:{broker.port}",
             "--mqtt-user", USER, "--history", tmp_path / "history.sqlite"]  # real time, default prefix and id:
     # the id generated on the first start, kept beside the history (tmp_path/mqtt_id), so the same on the second
-    scripts = [Script(*args, env=env)]
+    heard = tmp_path / "heard.wav"  # --save-audio streams: the SIGKILL below must leave a playable file
+    scripts = [Script(*args, "--save-audio", heard, env=env)]
     first = scripts[0]
     try:
         first.wait_line("warning: mqtt: broker localhost")
@@ -318,6 +319,10 @@ def test_restarts_kill_and_broker_restarts(heard_model, cry_audio, tmp_path):
         first.proc.send_signal(signal.SIGKILL)
         watching.wait_for(lambda: watching.live("availability", node)[-1:] == ["offline"], "the will after SIGKILL")
         first.finish()
+        recorded, rate = sf.read(heard, dtype="float32")  # what was heard until the kill, to the last 0.5 s
+        original, original_rate = sf.read(cry_audio["long"], dtype="float32")
+        assert rate == original_rate and len(recorded) >= 1.0 * rate
+        assert np.abs(recorded - original[:len(recorded)]).max() < 1e-4  # 16-bit PCM of the same samples
 
         scripts.append(Script(*args, env=env))
         second = scripts[1]
@@ -350,7 +355,7 @@ def test_restarts_kill_and_broker_restarts(heard_model, cry_audio, tmp_path):
 def test_wrong_credentials_are_one_error_line_and_status_2(heard_model, cry_audio, password_broker, tmp_path):
     (tmp_path / "password").write_text("not the password\n")
     done = subprocess.run([*SCRIPT, "--model", heard_model, "--file", cry_audio["padded"], "--mqtt",
-                           f"127.0.0.1:{password_broker.port}", "--mqtt-user", USER,
+                           f"127.0.0.1:{password_broker.port}", "--mqtt-user", USER, "--mqtt-id", NODE,
                            "--mqtt-password-file", tmp_path / "password"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     lines = done.stderr.strip().splitlines()
