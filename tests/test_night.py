@@ -251,3 +251,25 @@ def test_a_lost_microphone_is_said_everywhere_and_listening_resumes_by_itself(he
         watching.close()
         broker.stop()
         subprocess.run(["sh", str(VMIC_SCRIPT), "stop"], env=env, timeout=30)
+
+
+# ---- the service -----------------------------------------------------------------------------------
+
+def test_the_systemd_unit_verifies_and_its_command_runs(tmp_path):
+    """scripts/cry-monitor.service installed as its header says (@REPO@ -> this checkout): systemd's
+    own checker accepts it, and its ExecStart, with no options, is the script."""
+    import shlex
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    unit = tmp_path / "cry-monitor.service"
+    unit.write_text((root / "scripts" / "cry-monitor.service").read_text().replace("@REPO@", str(root)))
+    text = unit.read_text()
+    assert "Restart=on-failure" in text and "WantedBy=default.target" in text
+    if shutil.which("systemd-analyze"):
+        done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    command = shlex.split(next(line for line in text.splitlines() if line.startswith("ExecStart="))[10:])
+    assert command[-1] == "$CRY_MONITOR_ARGS"  # systemd puts the options from ~/.config/cry-monitor.env there
+    done = subprocess.run([*command[:-1], "--help"], capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.returncode == 0 and "--notify" in done.stdout and "--deaf-after" in done.stdout
