@@ -4,11 +4,14 @@ Every hop (the detector's live settings: a 3 s window every 0.5 s) the newest wi
 the package's live path (cry.live_path): too quiet -> "quiet" (no model call); not a cry ->
 "not crying" and what was heard; a cry -> "crying" with the reason only where held-out babies
 showed the model knows it, otherwise "reason uncertain". Answers go to the terminal and, when
-asked, to a CSV of episodes, a per-window trace, the web page and MQTT.
+asked, to a CSV of episodes, a per-window trace, the web page, MQTT and phone notifications. A
+microphone that is lost or gives only digital zeros is "not listening" on all of them, and is
+retried until it is back. SIGTERM and SIGHUP stop it as Ctrl-C does.
 
   python real_time_prediction.py                          # default microphone
   python real_time_prediction.py --list-devices
   python real_time_prediction.py --file cry.wav --fast --log events.csv
+  python real_time_prediction.py --serve 0.0.0.0:8000 --notify-file ~/.config/cry-notify.txt
 """
 from __future__ import annotations
 
@@ -66,7 +69,8 @@ def parse_args(argv):
     page.add_argument("--history", type=Path, help=f"keep crying episodes in this SQLite file "
                       f"(default with --serve: {web.DEFAULT_HISTORY})")
     page.add_argument("--alert-after", type=float, default=defaults.alert_after_seconds,
-                      help="alert when an episode has lasted this many seconds (default: %(default)s)")
+                      help="alert (the page, and --notify) when an episode has lasted this many seconds "
+                      "(default: %(default)s)")
     page.add_argument("--alert-cooldown", type=float, default=defaults.alert_cooldown_seconds,
                       help="at most one alert per this many seconds (default: %(default)s)")
     page.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb,
@@ -101,6 +105,34 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def early_outputs(args) -> tuple[list, list, web.Page]:
+    """(the MQTT output, the notification services, the page): each checked, so that a wrong value
+    is one error line before the model loads."""
+    id_file = args.history.parent / mqtt_config.DEFAULT_ID_FILE.name if args.history else mqtt_config.DEFAULT_ID_FILE
+    sensors = mqtt.mqtt_outputs(mqtt_config.MqttOptions(args.mqtt, args.mqtt_user, args.mqtt_password, args.mqtt_tls,
+                                                        args.mqtt_ca, args.mqtt_prefix, args.mqtt_id, args.name,
+                                                        id_file))
+    phones = notify.notify_services(args.notify, args.notify_file, os.environ)
+    if phones and min(args.alert_after, args.alert_cooldown) < 0:
+        raise UserError("--alert-after and --alert-cooldown must be >= 0")
+    page = web.Page(web.PageOptions(args.serve, args.token, args.history, args.alert_after, args.alert_cooldown,
+                                    args.max_upload_mb))
+    return sensors, phones, page
+
+
+def all_outputs(args, path, sensors: list, phones: list, page: web.Page) -> list:
+    """Every output asked for, in the order they are told (and closed)."""
+    outputs = [TerminalLine()]
+    if args.log:
+        outputs.append(EpisodeLog(args.log))
+    if args.trace:
+        outputs.append(Trace(args.trace))
+    outputs += page.outputs(path)  # the episode history and the page, when asked
+    outputs += sensors
+    name = args.name or (mqtt_config.device_name(args.mqtt_id) if args.mqtt_id else mqtt_config.DEFAULT_NAME)
+    return outputs + notify.notify_outputs(phones, Alerts(args.alert_after, args.alert_cooldown), name)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     runtime.setup()
@@ -114,13 +146,7 @@ def main(argv=None) -> int:
         check_recording_path(args.save_audio)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     source = file_source(args.file, args.fast) if args.file else MicrophoneSource(device)  # fails fast
-    id_file = args.history.parent / mqtt_config.DEFAULT_ID_FILE.name if args.history else mqtt_config.DEFAULT_ID_FILE
-    sensors = mqtt.mqtt_outputs(mqtt_config.MqttOptions(args.mqtt, args.mqtt_user, args.mqtt_password, args.mqtt_tls,
-                                                        args.mqtt_ca, args.mqtt_prefix, args.mqtt_id, args.name,
-                                                        id_file))
-    phones = notify.notify_services(args.notify, args.notify_file, os.environ)
-    page = web.Page(web.PageOptions(args.serve, args.token, args.history, args.alert_after, args.alert_cooldown,
-                                    args.max_upload_mb))  # checked, and the port taken, before the model loads
+    sensors, phones, page = early_outputs(args)  # checked (broker connected, port taken) before the model loads
     path = load_live_path(args.model, None if args.detector == "none" else Path(args.detector),
                           args.pretrained_dir, args.threshold)
     if path.live.window_seconds > RING_SECONDS:
@@ -132,15 +158,7 @@ def main(argv=None) -> int:
 
     recording = Recording(args.save_audio, source.samplerate) if args.save_audio else None
     source.ring.tap = recording.write if recording else None
-    outputs = [TerminalLine()]
-    if args.log:
-        outputs.append(EpisodeLog(args.log))
-    if args.trace:
-        outputs.append(Trace(args.trace))
-    outputs += page.outputs(path)  # the episode history and the page, when asked
-    outputs += sensors
-    outputs += notify.notify_outputs(phones, Alerts(args.alert_after, args.alert_cooldown), args.name or (
-        mqtt_config.device_name(args.mqtt_id) if args.mqtt_id else mqtt_config.DEFAULT_NAME))
+    outputs = all_outputs(args, path, sensors, phones, page)
     print(f"listening to {source.label} at {source.samplerate} Hz, an answer every {path.live.hop_seconds:g} s; "
           f"Ctrl-C (or SIGTERM) ends", file=sys.stderr, flush=True)
     why = run(source, path, decision, outputs, args.duration, None if args.file else Deafness(args.deaf_after))

@@ -153,12 +153,14 @@ def main(argv=None) -> dict:
         with sqlite3.connect(history) as db:
             intact = db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             episodes, ended = db.execute("SELECT COUNT(*), COUNT(end) FROM episodes").fetchone()
+            lasted = [d for (d,) in db.execute("SELECT duration_seconds FROM episodes WHERE end IS NOT NULL")]
     growth = rss_end - rss_start
     rows = [["resident memory after the first cycle (MB)", rss_start, None, None],
             ["resident memory at the end (MB)", rss_end, None, None],
             target_row("growth over the night (MB)", growth, maximum=20.0),
-            ["crying episodes in the history after SIGKILL (of cries played)", f"{episodes} ({ended} ended) of {cries}",
-             None, "yes" if intact and episodes >= cries else "NO"]]
+            ["crying episodes in the history after SIGKILL (at least one per cry)",
+             f"{episodes} ({ended} ended) of {cries}", None, "yes" if intact and episodes >= cries else "NO"],
+            ["their lengths, median and longest (s)", f"{np.median(lasted):.1f}, {max(lasted):.1f}", None, None]]
     print_table(f"A night: {args.hours:g} h of audio --fast in {wall / 60:.1f} min (stream {start_at:.0f} s to "
                 f"{end_at:.0f} s), page with 10 event streams ({min(map(sum, clients)) / 1e3:.0f} kB read each at "
                 f"least), MQTT {'on' if broker_port else 'off (no mosquitto)'}; SQLite integrity "

@@ -18,7 +18,7 @@ import numpy as np
 from cry.files import UserError
 from cry.stream import RING_SECONDS, RingBuffer
 
-LOST_SECONDS = 1.0   # no sample for this long: the device is gone (listen's own stall limit is longer)
+LOST_SECONDS = 1.5   # no sample for this long: the device is gone (listen's own stall limit is longer)
 RETRY_SECONDS = 2.0  # a lost device is opened again this often
 STEP_SECONDS = 0.05  # the watcher's pace: zeros written, checks made
 
