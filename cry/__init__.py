@@ -8,3 +8,5 @@ detect/: is it a cry at all: YAMNet's view -> a head -> p(crying); its training 
 monitor/: the microphone and the outputs (terminal, CSV, history, web page, MQTT).
 Wings import the core, never each other; only cry.assemble (and the scripts) see more than one.
 """
+
+__version__ = "0.18.0"  # the device's software version in Home Assistant (with the git commit, when known)

@@ -23,6 +23,7 @@ class State(enum.StrEnum):
     QUIET = "quiet"
     NOT_CRYING = "not_crying"
     CRYING = "crying"
+    NOT_LISTENING = "not_listening"  # the input is gone or gives only digital zeros (cry.deafness): not a decision
 
     @property
     def text(self) -> str:

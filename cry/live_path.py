@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from cry.audio import is_quiet, resample, rms_dbfs
+from cry.deafness import Deafness, not_listening
 from cry.decision import Decision, EpisodeEvent, ReasonRule, WindowScores, WindowState
 from cry.params import SILENCE, LiveSettings
 from cry.stream import array_source, listen
@@ -110,17 +111,23 @@ class LivePath:
         return Decision(self.scorer.cry_threshold, self.live, self.rule)
 
 
-def run(source, path: LivePath, decision: Decision, outputs: list, duration: float | None = None) -> str:
+def run(source, path: LivePath, decision: Decision, outputs: list, duration: float | None = None,
+        deafness: Deafness | None = None) -> str:
     """Listen to source until it ends (or duration, or Ctrl-C), handing every answer to outputs.
 
     Wall-clock times are the start time plus the position in the stream, so a file played
-    faster than real time gets the times it would have had. Returns why listening stopped.
+    faster than real time gets the times it would have had. With `deafness` (live input), a
+    window that cannot be heard is "not listening" (cry.deafness). Returns why listening stopped.
     """
     rate, started, scorer = source.samplerate, time.time(), path.scorer
 
     def on_window(end: int, window: np.ndarray) -> None:
         seconds = end / rate
-        state, event = decision.update(scorer(window, rate), seconds, started + seconds)
+        why = deafness.why(window, seconds, rate, source) if deafness is not None else None
+        if why is not None:
+            state, event = not_listening(decision, why, rms_dbfs(window), seconds, started + seconds)
+        else:
+            state, event = decision.update(scorer(window, rate), seconds, started + seconds)
         deliver(outputs, "on_window", state)
         if event is not None:
             deliver(outputs, "on_episode", event)

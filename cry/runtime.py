@@ -7,6 +7,7 @@ thread per core that only fights the models (and the preprocessing workers) for 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 _LIMITS = []  # keeps threadpoolctl's limit in force for the life of the process
@@ -25,3 +26,15 @@ def setup(blas_threads: int | None = 1) -> None:
 def keras_verbosity() -> int:
     """1 (a live bar per step) on a terminal; 2 (one line per epoch) in a pipe or a log file."""
     return 1 if sys.stdout.isatty() else 2
+
+
+def stop_like_ctrl_c(signals=(signal.SIGTERM, signal.SIGHUP)) -> None:
+    """SIGTERM (systemd, docker stop) and SIGHUP (the terminal closed) end a run as Ctrl-C does:
+    KeyboardInterrupt, so the script says its summary, ends an open episode and closes its
+    outputs. Once: a second signal during that shutdown is ignored rather than cutting it short."""
+    def interrupt(signum, frame):
+        for number in signals:
+            signal.signal(number, signal.SIG_IGN)
+        raise KeyboardInterrupt
+    for number in signals:
+        signal.signal(number, interrupt)

@@ -27,14 +27,16 @@ NO_FLAGS = types.SimpleNamespace(input_overflow=False)
 class RingBuffer:
     """The newest `capacity` samples of a stream, and how many were ever written (the clock).
 
-    A lock keeps a read from seeing half a write. With keep=True every block is also kept,
-    for --save-audio.
+    A lock keeps a read from seeing half a write. With keep=True every block is also kept (in
+    memory: for tests and short clips); `tap`, when set, gets every block as it is written
+    (--save-audio streams them to disk: cry.monitor.recording) and must not block.
     """
 
     def __init__(self, capacity: int, keep: bool = False):
         self.data = np.zeros(capacity, np.float32)  # [capacity], circular
         self.total = self.overflows = 0
         self.kept = [] if keep else None
+        self.tap = None
         self._lock = threading.Lock()
 
     def callback(self, indata, frames, time_info, status) -> None:
@@ -53,6 +55,8 @@ class RingBuffer:
             self.total += n_all
             if self.kept is not None:
                 self.kept.append(np.array(samples, np.float32))
+            if self.tap is not None:
+                self.tap(samples)
 
     def read_last(self, n: int) -> tuple[np.ndarray, int]:
         """(the newest n samples [n], stream position of their end); zeros before the start."""

@@ -1,6 +1,7 @@
 """LiteRT export and the fast paths give the Keras model's numbers; the fast features give
 librosa's pixels. Tiny freshly built models (32x32 images) keep this quick."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,18 @@ def test_export_script_writes_files_and_checks_parity(tmp_path):
     assert (tmp_path / "tiny.tflite").is_file() and (tmp_path / "tiny_float16.tflite").is_file()
     assert (tmp_path / "tiny_litert.json").is_file()
     assert export_model.main(["--model", str(model_path), "--min-agreement", "1.01"]) == 1  # the check can fail
+
+    # the live path of a model with a matching export imports no TensorFlow, Keras, librosa or scikit-learn
+    import subprocess
+    import sys
+
+    heavy = ("tensorflow", "keras", "librosa", "sklearn", "numba")
+    code = (f"import sys, numpy as np; from cry.assemble import load_live_path; "
+            f"p = load_live_path({str(model_path)!r}, None); p.scorer(np.full(48000, 0.1, np.float32), 16000); "
+            f"print(type(p.scorer.reasons.model).__name__, sorted(set({heavy!r}) & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "LiteRTModel []", done.stderr[-2000:]
 
 
 def test_export_elsewhere_is_found_and_one_kind_keeps_the_others(tmp_path):

@@ -99,3 +99,28 @@ def test_settings_from_before_db_reference_load_as_fixed_and_window_reference_ig
     np.testing.assert_allclose(window_to_levels(quiet, per_window), window_to_levels(loud, per_window), atol=2e-3)
     with pytest.raises(SettingsMismatch, match="db_reference"):
         parse_overrides(["db_reference=loudest"], S)
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_mels": 64}, {"fmin_hz": 0.0, "fmax_hz": 8000.0, "sample_rate_hz": 16000},
+                                     {"n_fft": 1024, "fmax_hz": 3000.0}])
+def test_mel_basis_and_window_are_librosa_and_scipy_to_the_bit(changes):
+    """The features import neither librosa nor scipy.signal (the live monitor's memory): their
+    filter bank and Hann window, computed here, must be exactly the libraries' own."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    import scipy.signal
+
+    from cry.features import _stft_window, mel_basis, reference_mel_basis
+
+    settings = dataclasses.replace(Settings(), **changes)
+    assert np.array_equal(mel_basis(settings), reference_mel_basis(settings))
+    assert np.array_equal(_stft_window(settings.n_fft), scipy.signal.get_window("hann", settings.n_fft, fftbins=True))
+    if changes:
+        return  # the imports once
+    loaded = subprocess.run([sys.executable, "-c", "import sys; import cry.features as f, cry.params as p; "
+                             "import numpy as np; f.window_to_image(np.zeros(p.Settings().window_samples, "
+                             "np.float32), p.Settings()); print(sorted({'librosa', 'scipy.signal', 'numba'} & "
+                             "set(sys.modules)))"], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip() == "[]", loaded.stderr[-2000:]

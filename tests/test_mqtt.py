@@ -226,7 +226,7 @@ def check_discovery(configs: dict[str, dict], prefix: str, node: str) -> None:
     """The fields Home Assistant needs in each config, one device, distinct unique ids."""
     assert sorted(configs) == sorted(f"{prefix}/{c}/{node}/{k}/config" for c, k in (
         ("binary_sensor", "crying"), ("sensor", "state"), ("sensor", "reason"), ("sensor", "level"),
-        ("event", "event")))
+        ("event", "event"), ("binary_sensor", "problem")))
     for config in configs.values():
         assert config["name"] and config["unique_id"].startswith(node) and config["state_topic"].startswith(f"{node}/")
         assert (config["availability_topic"], config["payload_available"], config["payload_not_available"]) == (
@@ -235,10 +235,11 @@ def check_discovery(configs: dict[str, dict], prefix: str, node: str) -> None:
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
     crying = configs[f"{prefix}/binary_sensor/{node}/crying/config"]
     assert (crying["name"], crying["device_class"], crying["payload_on"], crying["payload_off"]) == (
-        "Baby crying", "sound", "ON", "OFF")
+        "Crying", "sound", "ON", "OFF")
     level = configs[f"{prefix}/sensor/{node}/level/config"]
     assert (level["unit_of_measurement"], level["state_class"]) == ("dBFS", "measurement")
-    assert configs[f"{prefix}/sensor/{node}/state/config"]["options"] == ["quiet", "not crying", "crying"]
+    assert configs[f"{prefix}/sensor/{node}/state/config"]["options"] == ["quiet", "not crying", "crying",
+                                                                          "not listening"]
     assert configs[f"{prefix}/event/{node}/event/config"]["event_types"] == ["start", "end"]
 
 
@@ -297,8 +298,10 @@ def test_restarts_kill_and_broker_restarts(heard_model, cry_audio, tmp_path):
     broker = Broker(tmp_path / "broker", password=True)
     env = dict(os.environ, CRY_MQTT_PASSWORD=PASSWORD)
     args = ["--model", heard_model, "--file", cry_audio["long"], "--mqtt", f"localhost:{broker.port}",
-            "--mqtt-user", USER]  # real time, default --mqtt-id and prefix
-    scripts = [Script(*args, env=env)]
+            "--mqtt-user", USER, "--history", tmp_path / "history.sqlite"]  # real time, default prefix and id:
+    # the id generated on the first start, kept beside the history (tmp_path/mqtt_id), so the same on the second
+    heard = tmp_path / "heard.wav"  # --save-audio streams: the SIGKILL below must leave a playable file
+    scripts = [Script(*args, "--save-audio", heard, env=env)]
     first = scripts[0]
     try:
         first.wait_line("warning: mqtt: broker localhost")
@@ -316,19 +319,24 @@ def test_restarts_kill_and_broker_restarts(heard_model, cry_audio, tmp_path):
         first.proc.send_signal(signal.SIGKILL)
         watching.wait_for(lambda: watching.live("availability", node)[-1:] == ["offline"], "the will after SIGKILL")
         first.finish()
+        recorded, rate = sf.read(heard, dtype="float32")  # what was heard until the kill, to the last 0.5 s
+        original, original_rate = sf.read(cry_audio["long"], dtype="float32")
+        assert rate == original_rate and len(recorded) >= 1.0 * rate
+        assert np.abs(recorded - original[:len(recorded)]).max() < 1e-4  # 16-bit PCM of the same samples
 
         scripts.append(Script(*args, env=env))
         second = scripts[1]
         second.wait_line("listening")
         watching.wait_for(lambda: watching.live("availability", node)[-1:] == ["online"], "'online' again")
         assert watching.configs() == configs  # the same entities: unique ids stable across restarts
+        assert node == (tmp_path / "mqtt_id").read_text().strip() and node.startswith("cry_monitor_")
         watching.wait_for(lambda: watching.live("state", node), "a state")
 
         broker.stop()
         watching.messages.clear()  # the restarted broker keeps no retained message: all that comes is republished
         time.sleep(0.5)
         broker.start()
-        watching.wait_for(lambda: len(watching.configs()) == 5 and all(
+        watching.wait_for(lambda: len(watching.configs()) == 6 and all(
             watching.live(n, node, retained=True) for n in ("crying", "state", "reason", "level"))
             and watching.live("availability", node, retained=True) == ["online"], "everything republished")
         second.wait_line("mqtt: connected to")
@@ -347,7 +355,7 @@ def test_restarts_kill_and_broker_restarts(heard_model, cry_audio, tmp_path):
 def test_wrong_credentials_are_one_error_line_and_status_2(heard_model, cry_audio, password_broker, tmp_path):
     (tmp_path / "password").write_text("not the password\n")
     done = subprocess.run([*SCRIPT, "--model", heard_model, "--file", cry_audio["padded"], "--mqtt",
-                           f"127.0.0.1:{password_broker.port}", "--mqtt-user", USER,
+                           f"127.0.0.1:{password_broker.port}", "--mqtt-user", USER, "--mqtt-id", NODE,
                            "--mqtt-password-file", tmp_path / "password"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     lines = done.stderr.strip().splitlines()
@@ -386,7 +394,7 @@ def test_tls_needs_the_ca_that_signed_the_broker(tmp_path):
 def test_command_line_values_are_checked_when_parsed(tmp_path):
     import argparse
 
-    from cry.monitor.mqtt import parse_address, read_password, topic_word
+    from cry.monitor.mqtt_config import parse_address, read_password, topic_word
 
     assert parse_address("broker.lan") == ("broker.lan", None)
     assert parse_address("10.0.0.2:1884") == ("10.0.0.2", 1884) and parse_address("[::1]:8883") == ("::1", 8883)

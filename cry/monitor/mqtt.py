@@ -2,75 +2,46 @@
 
 Topics, for a monitor whose id is NODE (--mqtt-id) and a discovery prefix PREFIX (--mqtt-prefix):
 
-    PREFIX/binary_sensor/NODE/crying/config   discovery configs (JSON, retained), one per entity,
-    PREFIX/sensor/NODE/{state,reason,level}/config    all of one device; republished on every connect
-    PREFIX/event/NODE/event/config
+    PREFIX/binary_sensor/NODE/{crying,problem}/config   discovery configs (JSON, retained), one per
+    PREFIX/sensor/NODE/{state,reason,level}/config      entity, all of one device (cry.monitor.mqtt_config);
+    PREFIX/event/NODE/event/config                      republished on every connect
     NODE/availability   "online" / "offline" (retained; "offline" is also the last will, so a killed
                         monitor goes unavailable)
     NODE/crying         "ON" / "OFF"                                  (retained, on change)
-    NODE/state          "quiet" / "not crying" / "crying"             (retained, on change)
+    NODE/state          "quiet" / "not crying" / "crying" / "not listening"  (retained, on change)
     NODE/reason         "reason uncertain (hungry 0.31, ...)", a claimed reason, or "not crying"
     NODE/level          dBFS, e.g. "-42.5"                            (retained, rate-limited)
+    NODE/problem        "ON" while the monitor is not listening (input lost, or only digital zeros)
     NODE/event          {"event_type": "start"|"end", ...EpisodeEvent} (JSON, not retained)
 
+A clean stop publishes crying "OFF", reason "not crying" and a state that is not "crying" before
+"offline", so nothing retained says crying once the monitor is gone.
 paho's network loop runs on its own thread and reconnects with backoff; publish() only queues.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import json
 import os
-import re
-import socket
 import ssl
 import sys
 import threading
+import time
 from pathlib import Path
 
 from cry.decision import EpisodeEvent, State, WindowState
 from cry.files import UserError
 from cry.live_path import Output
+from cry.monitor.mqtt_config import PASSWORD_ENV, PROBLEM, MqttOptions, discovery, episode_payload, \
+    software_version, stored_id
 from cry.monitor.outputs import Background
 
-PASSWORD_ENV = "CRY_MQTT_PASSWORD"
 KEEPALIVE_SECONDS = 20    # after a network loss the broker sends the last will within 1.5x this
 CONNECT_SECONDS = 5.0     # at start: how long to wait for the broker's answer (bad credentials are fatal)
 REFRESH_SECONDS = 10.0    # a small change of the level or of the reason's shares waits this long
 LEVEL_STEP_DB = 1.0       # a level change this large is published at once
 NOT_CRYING = State.NOT_CRYING.text  # the reason sensor's value outside crying (an empty payload is ignored by HA)
 AUTH_REFUSALS = ("Bad user name or password", "Not authorized")
-
-
-def default_id() -> str:
-    """cry_monitor_<hostname>: stable across restarts, distinct for two monitors in one house."""
-    return ("cry_monitor_" + re.sub(r"[^a-z0-9]+", "_", socket.gethostname().lower())).rstrip("_")
-
-
-def discovery(prefix: str, node: str) -> dict[str, dict]:
-    """{config topic: Home Assistant discovery payload} for the monitor's entities, all of one device."""
-    common = {"availability_topic": f"{node}/availability", "payload_available": "online",
-              "payload_not_available": "offline",
-              "device": {"identifiers": [node], "name": "Cry monitor", "model": "infant cry classifier"}}
-    entities = {
-        ("binary_sensor", "crying"): {"name": "Baby crying", "device_class": "sound",
-                                      "payload_on": "ON", "payload_off": "OFF"},
-        ("sensor", "state"): {"name": "State", "device_class": "enum", "options": [s.text for s in State],
-                              "icon": "mdi:baby-face-outline"},
-        ("sensor", "reason"): {"name": "Cry reason", "icon": "mdi:comment-question-outline"},
-        ("sensor", "level"): {"name": "Sound level", "unit_of_measurement": "dBFS", "state_class": "measurement",
-                              "suggested_display_precision": 0, "icon": "mdi:volume-high"},
-        ("event", "event"): {"name": "Crying episode", "event_types": ["start", "end"], "icon": "mdi:baby-bottle"},
-    }
-    return {f"{prefix}/{component}/{node}/{key}/config": {**fields, "unique_id": f"{node}_{key}",
-                                                          "state_topic": f"{node}/{key}", **common}
-            for (component, key), fields in entities.items()}
-
-
-def episode_payload(event: EpisodeEvent) -> dict:
-    """The event topic's JSON: the episode event (with the reason in words), its kind as Home Assistant's event_type."""
-    return {"event_type": event.kind, **event.to_dict()}
 
 
 class MqttOutput(Output):
@@ -83,10 +54,11 @@ class MqttOutput(Output):
     """
 
     def __init__(self, host: str, port: int, node: str, prefix: str = "homeassistant", user: str | None = None,
-                 password: str | None = None, tls: bool = False, ca: Path | None = None):
+                 password: str | None = None, tls: bool = False, ca: Path | None = None, name: str | None = None):
         import paho.mqtt.client as mqtt
 
-        self.where, self.node, self.configs = f"{host}:{port}", node, discovery(prefix, node)
+        self.where, self.node = f"{host}:{port}", node
+        self.configs = discovery(prefix, node, name, software_version())
         self.sent: dict[str, tuple[str, float]] = {}  # topic name -> (payload, time) last published
         self.gist = None                               # what the published reason says, without the shares
         self.fresh = threading.Event()                 # (re)connected: publish every state again
@@ -173,6 +145,7 @@ class MqttOutput(Output):
             self.sent.clear()
         self._send("crying", "ON" if state.state == State.CRYING else "OFF", state.time)
         self._send("state", state.state.text, state.time)
+        self._send(PROBLEM, "ON" if state.state == State.NOT_LISTENING else "OFF", state.time)
         gist = (state.state, state.reason, state.guesses[0][0] if state.guesses else None)
         if self._send("reason", state.reason_text or NOT_CRYING, state.time, gist != self.gist):
             self.gist = gist
@@ -186,54 +159,21 @@ class MqttOutput(Output):
         self.client.publish(self.topic("event"), json.dumps(episode_payload(event)), qos=1)
 
     def close(self) -> None:
+        """Not crying, then offline: an automation waiting for "crying off" runs, and a client that
+        ignores availability does not see crying forever."""
         self.closing = True
+        if self.sent:  # each only if it changes; in order before "offline" (one connection, one queue)
+            now = time.time()
+            self._send("crying", "OFF", now)
+            self._send("reason", NOT_CRYING, now)
+            if self.sent["state"][0] == State.CRYING.text:
+                self._send("state", State.NOT_CRYING.text, now)
         info = self.client.publish(self.topic("availability"), "offline", qos=1, retain=True)
         if self.client.is_connected():
             with contextlib.suppress(ValueError, RuntimeError):
                 info.wait_for_publish(2.0)
         self.client.disconnect()
         self.client.loop_stop()
-
-
-# ---- options ------------------------------------------------------------------------------
-
-def parse_address(text: str) -> tuple[str, int | None]:
-    """'host', 'host:1883' or '[::1]:1883' -> (host, port or None)."""
-    match = re.fullmatch(r"(\[[^\]]+\]|[^:\[\]]+)(?::(\d{1,5}))?", text.strip())
-    if not match or (match[2] and not 0 < int(match[2]) < 65536):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST or HOST:PORT, e.g. localhost:1883")
-    return match[1].strip("[]"), int(match[2]) if match[2] else None
-
-
-def read_password(path: str) -> str:
-    """The first line of a password file."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise argparse.ArgumentTypeError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    if not lines or not lines[0]:
-        raise argparse.ArgumentTypeError(f"{path}: the first line (the password) is empty")
-    return lines[0]
-
-
-def topic_word(text: str) -> str:
-    """A discovery prefix or node id: letters, digits, '_' and '-' (Home Assistant's rule for ids)."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
-        raise argparse.ArgumentTypeError(f"{text!r}: use only letters, digits, '_' and '-'")
-    return text
-
-
-@dataclasses.dataclass(frozen=True)
-class MqttOptions:
-    """What the --mqtt options ask for; the password comes from the environment or a file."""
-
-    broker: tuple | None = None          # (host, port or None), from parse_address; None: no MQTT
-    user: str | None = None
-    password: str | None = None          # read from --mqtt-password-file by the script
-    tls: bool = False
-    ca: Path | None = None
-    prefix: str = "homeassistant"
-    node: str = dataclasses.field(default_factory=default_id)
 
 
 def mqtt_outputs(options: MqttOptions) -> list[Output]:
@@ -245,8 +185,11 @@ def mqtt_outputs(options: MqttOptions) -> list[Output]:
     host, port = options.broker
     tls = options.tls or options.ca is not None
     password = (options.password or os.environ.get(PASSWORD_ENV)) if options.user else None
-    output = MqttOutput(host, port or (8883 if tls else 1883), options.node, options.prefix, options.user,
-                        password, tls, options.ca)
-    print(f"mqtt: {output.where}, Home Assistant discovery under {options.prefix}/, states and events "
-          f"under {options.node}/", file=sys.stderr, flush=True)
+    node = options.node or stored_id(options.id_file)
+    output = MqttOutput(host, port or (8883 if tls else 1883), node, options.prefix, options.user,
+                        password, tls, options.ca, options.name)
+    device = next(iter(output.configs.values()))["device"]["name"]
+    print(f"mqtt: {output.where}, Home Assistant discovery under {options.prefix}/ as {device!r}, states and "
+          f"events under {node}/" + ("" if options.node else f" (the id kept in {options.id_file})"),
+          file=sys.stderr, flush=True)
     return [Background(output)]

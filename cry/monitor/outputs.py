@@ -21,6 +21,8 @@ def describe(state: WindowState) -> str:
         return f"quiet ({state.level_dbfs:.0f} dBFS)"
     if state.state == State.NOT_CRYING:
         return f"not crying: {state.heard} ({state.level_dbfs:.0f} dBFS)"
+    if state.state == State.NOT_LISTENING:
+        return f"NOT LISTENING: {state.heard}"
     return f"crying: {state.reason_text}"
 
 

@@ -13,9 +13,11 @@ import contextlib
 import json
 import sys
 import threading
+import time
 
-from cry.decision import EpisodeEvent, State, WindowState
+from cry.decision import EpisodeEvent, WindowState
 from cry.live_path import Output
+from cry.monitor.alerts import Alerts
 from cry.monitor.history import History
 
 CHART_SECONDS = 600.0    # the page's chart: the last 10 minutes
@@ -23,27 +25,6 @@ CLIENT_QUEUE = 64        # messages waiting for one browser; beyond, it is dropp
 MAX_CLIENTS = 100        # event streams at once; one more ends the oldest
 STATE_SECONDS = 0.1      # at most ten state events a second (a --fast file makes hundreds)
 KEEPALIVE_SECONDS = 15.0
-
-
-# ---- alerts --------------------------------------------------------------------------------
-
-class Alerts:
-    """An alert when the episode under way has lasted `after` seconds: one per episode, and at most
-    one per `cooldown` seconds (an episode still going when the cooldown ends alerts then)."""
-
-    def __init__(self, after: float = 10.0, cooldown: float = 120.0):
-        self.after, self.cooldown = after, cooldown
-        self.last, self.alerted = -float("inf"), None  # time of the last alert, start of its episode
-
-    def update(self, state: WindowState, episode: EpisodeEvent | None) -> dict | None:
-        if episode is None or state.state != State.CRYING or episode.start == self.alerted:
-            return None
-        lasted = state.stream_seconds - episode.stream_start_seconds
-        if lasted < self.after or state.time - self.last < self.cooldown:
-            return None
-        self.last, self.alerted = state.time, episode.start
-        return {"time": state.time, "episode_start": episode.start, "lasted_seconds": round(lasted, 1),
-                "reason_text": state.reason_text}
 
 
 # ---- the output the classifier feeds --------------------------------------------------------
@@ -71,6 +52,7 @@ class WebOutput(Output):
         self.dropped_clients = self.most_clients = self.evicted_clients = 0
         self._state_pending, self._state_sent_at = False, -float("inf")
         self.server = None
+        self.stopped: float | None = None                 # when the monitor stopped (close), for the page
 
     # classifier thread
     def on_window(self, state: WindowState) -> None:
@@ -139,9 +121,9 @@ class WebOutput(Output):
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self.clients.pop(queue, None)
 
-    def end_streams(self) -> None:
+    def end_streams(self, last: bytes | None = None) -> None:
         for queue in list(self.clients):
-            end_stream(queue)
+            end_stream(queue, last)
         self.clients.clear()
 
     # any thread
@@ -150,7 +132,7 @@ class WebOutput(Output):
         way, and (a database read) the 12-hour totals."""
         latest = self.latest or {"state": None, "level_dbfs": None, "heard": None, "cry_probability": None,
                                  "reason": None, "reason_text": "", "guesses": []}
-        return {**latest, "episode": self.episode.to_dict() if self.episode else None,
+        return {**latest, "episode": self.episode.to_dict() if self.episode else None, "stopped": self.stopped,
                 "totals": self.history.totals() if totals and self.history else None,
                 "cry_threshold": self.cry_threshold, "alert_after": self.alerts.after,
                 "alert_cooldown": self.alerts.cooldown,
@@ -162,20 +144,26 @@ class WebOutput(Output):
             return list(self.recent)
 
     def close(self) -> None:
+        """Every page is told "stopped" (it shows "monitor stopped"), after what was still queued for it."""
         loop, server = self.loop, self.server
+        self.stopped = time.time()
         if loop is not None:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.end_streams)
+                loop.call_soon_threadsafe(self.end_streams, sse("stopped", {"time": self.stopped}))
         if server is not None:
             server.stop()
             print(f"page: {self.most_clients} event streams at most, {self.dropped_clients} dropped for not "
                   f"reading, {self.evicted_clients} ended to make room", file=sys.stderr)
 
 
-def end_stream(queue: asyncio.Queue) -> None:
-    """Empty a client's queue and put the end mark (None): its stream ends."""
-    while not queue.empty():
-        queue.get_nowait()
+def end_stream(queue: asyncio.Queue, last: bytes | None = None) -> None:
+    """Put the end mark (None), after `last` if given: the stream ends once what is queued is sent.
+    A queue without room for them is emptied first (that browser was not reading)."""
+    if queue.maxsize - queue.qsize() < 2:
+        while not queue.empty():
+            queue.get_nowait()
+    if last is not None:
+        queue.put_nowait(last)
     queue.put_nowait(None)
 
 

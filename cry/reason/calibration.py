@@ -9,7 +9,6 @@ import numpy as np
 from cry.decision import reason_shares
 from cry.params import CLASSES, SILENCE
 from cry.reason.info import Calibration, ReasonClaims
-from cry.reason.metrics import bootstrap_scores
 
 
 def _scaled_logits(probabilities: np.ndarray, temperature: float, log_bias=None) -> np.ndarray:
@@ -159,6 +158,8 @@ def reason_claim_skill(probabilities: np.ndarray, labels: np.ndarray, babies: np
     if claimed.any():
         out["precision"] = float((shares.argmax(axis=1) == y)[claimed].mean())
     if claimed.sum() >= min_claims:
+        from cry.reason.metrics import bootstrap_scores  # scikit-learn: not for live use, which only calibrates
+
         precision = bootstrap_scores(y, shares, b, n_boot, seed,
                                      score_fn=partial(_claim_precision, threshold=threshold))
         out["precision_ci_low"] = precision["precision"]["ci_low"]

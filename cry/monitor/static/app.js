@@ -15,6 +15,8 @@ let recent = [];             // [time, cry probability or null, level dBFS], old
 let now = Date.now() / 1000; // the stream's clock: the latest answer's time
 const episodes = new Map();  // start time -> episode {start, end, duration_seconds, reason, guesses, open}
 let audio = null;            // AudioContext, made on a click (browsers allow sound only after one)
+let stopped = null;          // when the monitor said it stopped; null while it runs
+let listening = true;        // false while the monitor says it is not listening (input lost or digital zeros)
 
 function url(path, params = {}) {
   const query = new URLSearchParams(params);
@@ -54,13 +56,19 @@ function reasonText(reason, guesses) {
 // ---- now -----------------------------------------------------------------------------------
 
 function showState(s) {
+  if (s && s.stopped) { showStopped(s.stopped); return; }
   if (!s || !s.state) return;
   now = s.time;
-  const words = {[STATE.QUIET]: "Quiet", [STATE.NOT_CRYING]: "Not crying", [STATE.CRYING]: "Crying"};
+  const words = {[STATE.QUIET]: "Quiet", [STATE.NOT_CRYING]: "Not crying", [STATE.CRYING]: "Crying",
+    [STATE.NOT_LISTENING]: "Not listening"};
   $("now").dataset.state = s.state;
   $("state").textContent = words[s.state] || s.state;
   $("detail").textContent = s.state === STATE.CRYING ? s.reason_text
-    : s.state === STATE.NOT_CRYING ? `heard: ${s.heard}` : "nothing loud enough to listen to";
+    : s.state === STATE.NOT_CRYING ? `heard: ${s.heard}`
+    : s.state === STATE.NOT_LISTENING ? `${s.heard}; retrying` : "nothing loud enough to listen to";
+  const deaf = s.state === STATE.NOT_LISTENING;
+  if (deaf && listening) warnUser(`The monitor is not listening: ${s.heard}`);
+  listening = !deaf;
   $("level").textContent = s.level_dbfs <= -120 ? "−∞" : s.level_dbfs.toFixed(0);  // digital silence
   $("probability").textContent = s.cry_probability === null ? "–" : s.cry_probability.toFixed(2);
 }
@@ -120,6 +128,14 @@ function line(g, points, colour, width) {  // null points break the line (quiet:
   g.stroke(); g.lineWidth = 1;
 }
 
+function showStopped(when) {  // the monitor said it stopped: nothing is listened to until it starts again
+  stopped = when;
+  $("now").dataset.state = "stopped";
+  $("state").textContent = "Monitor stopped";
+  $("detail").textContent = `at ${clock(when)}: nothing is being listened to`;
+  $("link").textContent = "monitor stopped"; $("link").className = "link down";
+}
+
 // ---- the night -----------------------------------------------------------------------------
 
 function addEpisode(e, open = false) {
@@ -166,6 +182,15 @@ function beep() {
     tone.start(start + i * 0.3); tone.stop(start + i * 0.3 + 0.26);
   }
   return true;
+}
+
+function warnUser(text) {  // the monitor cannot hear: the same ways as an alert
+  $("alert").hidden = false;
+  $("alert").textContent = text;
+  if ("Notification" in window && Notification.permission === "granted") {
+    new Notification("Cry monitor", {body: text, tag: "cry-monitor-deaf"});
+  }
+  beep();
 }
 
 function alertUser(a, test = false) {
@@ -266,10 +291,14 @@ function connect() {
   let opened = false;
   events.onopen = () => {
     $("link").textContent = "live"; $("link").className = "link live";
-    if (opened) refresh();
+    if (opened || stopped) { stopped = null; refresh(); }  // (again, or after a stop): the monitor is back
     opened = true;
   };
-  events.onerror = () => { $("link").textContent = "reconnecting…"; $("link").className = "link down"; };
+  events.onerror = () => {
+    if (stopped) return;  // keeps saying "monitor stopped" while it retries
+    $("link").textContent = "reconnecting…"; $("link").className = "link down";
+  };
+  events.addEventListener("stopped", (m) => showStopped(JSON.parse(m.data).time));
   events.addEventListener("state", (m) => {
     const s = JSON.parse(m.data);
     if (!s.state) return;
