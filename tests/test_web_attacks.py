@@ -67,7 +67,8 @@ class Monitor:
         hops = self.hops_since(start - 2)
         times, seconds = map(np.array, zip(*hops))
         assert self.proc.poll() is None, self.stderr()[-3000:]
-        assert np.allclose(np.diff(seconds), 0.5), "hops were skipped"
+        # a hop answered late under load ends a block or two later (the newest window is taken): 0.5-0.6 s
+        assert np.all(np.abs(np.diff(seconds) - 0.5) < 0.2), f"hops were skipped: {np.diff(seconds)}"
         assert time.monotonic() - times[-1] < 2 and np.diff(times).max() < 2, f"a hop waited {np.diff(times).max()} s"
 
 
