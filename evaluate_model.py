@@ -7,10 +7,12 @@ Default: the trained model on its own held-out test babies (the split saved in i
 --rescore DIR: summarise an earlier --cv run again from its saved probabilities.
 --sounds DIR: the real-room report: every clip of DIR's cry/ and not_cry/ trees played alone
         through the live path (detector + reason model), beside YAMNet zero-shot.
+--events DIR: long recordings with annotations (e.g. make_nights.py's nights) through the live
+        path: cries caught, onset latency, false alarms per hour, episodes per cry, event F1.
 --detector-cv --sounds DIR: how the detector's design was chosen: each candidate recipe by
         source (the README's design table).
 Writes reports/evaluation.{json,md} and PNGs, reports/cv.json and a row of reports/experiments.md,
-reports/sounds.{json,md}, or reports/detector_design.{json,md}.
+reports/sounds.{json,md}, reports/events.{json,md}, or reports/detector_design.{json,md}.
 """
 from __future__ import annotations
 
@@ -85,6 +87,21 @@ def sounds(args) -> int:
     return 0
 
 
+def events(args) -> int:
+    """Long annotated recordings (a folder, e.g. make_nights.py's) through the live path."""
+    from cry.assemble import load_live_path
+    from cry.detect.events import events_report, markdown
+    from cry.detect.nights import night_backgrounds
+
+    detector = None if args.detector == "none" else Path(args.detector)
+    path = load_live_path(args.model, detector, args.pretrained_dir)
+    report = events_report(args.events, path, args.reports_dir, night_backgrounds(args.events),
+                           {"model": str(args.model), "detector": str(detector), "folder": str(args.events)})
+    print(markdown(report))
+    print(f"events report written to {args.reports_dir / 'events.json'} and {args.reports_dir / 'events.md'}")
+    return 0
+
+
 def detector_design(args) -> int:
     """Each candidate detector recipe by source: the README's design table."""
     from cry.detect import design, synth
@@ -145,6 +162,8 @@ def main(argv=None) -> int:
     room.add_argument("--sounds", type=Path, metavar="DIR", help="a folder with cry/ and not_cry/ at its top")
     room.add_argument("--detector", default=str(DEFAULT_DETECTOR),
                       help="the crying detector, or 'none' for the reason model alone (default: %(default)s)")
+    room.add_argument("--events", type=Path, metavar="DIR", help="long recordings with annotation files beside "
+                      "them (<name>.txt: onset, offset, label), e.g. make_nights.py's: scored through the live path")
     room.add_argument("--detector-cv", action="store_true", help="measure each candidate detector recipe by source "
                       "(training folders by grouped 5-fold CV, --sounds held out)")
     room.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder, also for the --cv baseline on its "
@@ -166,6 +185,8 @@ def main(argv=None) -> int:
         raise UserError("--bootstrap must be at least 1")
     if args.detector_cv:
         return detector_design(args)
+    if args.events is not None:
+        return events(args)
     if args.sounds is not None:
         return sounds(args)
     if args.rescore is not None:

@@ -151,7 +151,7 @@ def main(argv=None) -> int:
                           args.pretrained_dir, args.threshold)
     if path.live.window_seconds > RING_SECONDS:
         raise UserError(f"windows of {path.live.window_seconds} s exceed the {RING_SECONDS} s buffer")
-    decision = path.decision()
+    session = path.session()
     warm_up = np.full(int(path.live.window_seconds * source.samplerate), 0.1, np.float32)
     path.scorer(warm_up, source.samplerate)  # the models' first call is slow: not on the first answer
     path.scorer.reasons(path.scorer.reason_window(warm_up, source.samplerate))  # nor on the first cry
@@ -161,10 +161,10 @@ def main(argv=None) -> int:
     outputs = all_outputs(args, path, sensors, phones, page)
     print(f"listening to {source.label} at {source.samplerate} Hz, an answer every {path.live.hop_seconds:g} s; "
           f"Ctrl-C (or SIGTERM) ends", file=sys.stderr, flush=True)
-    why = run(source, path, decision, outputs, args.duration, None if args.file else Deafness(args.deaf_after))
+    why = run(source, session, outputs, args.duration, None if args.file else Deafness(args.deaf_after))
     for output in outputs:
         output.close()
-    print(f"{why}: {source.ring.total / source.samplerate:.1f} s heard, {decision.episodes} crying episodes, "
+    print(f"{why}: {source.ring.total / source.samplerate:.1f} s heard, {session.decision.episodes} crying episodes, "
           f"{source.ring.overflows} input overflows", file=sys.stderr)
     for output in outputs:
         if getattr(output, "path", None):

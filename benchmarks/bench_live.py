@@ -73,13 +73,13 @@ def scoring_latency(scorer, keras_model, audio: np.ndarray, rate: int, n: int = 
 def listening(path, source, seconds: float) -> dict:
     """The live loop as the script runs it; work = time inside the per-hop handler;
     delay = answer printed - arrival of the oldest sample new in that window."""
-    live, rate, scorer, decision = path.live, source.samplerate, path.scorer, path.decision()
+    live, rate, session = path.live, source.samplerate, path.session()
     terminal = TerminalLine(open(os.devnull, "w"))  # printed as the script does, not shown
     windows, work = [], []
 
     def on_window(end, window):
         t0 = time.perf_counter()
-        state, _ = decision.update(scorer(window, rate), end / rate)
+        state, _ = session.answer(window, rate, end, time.time())
         terminal.on_window(state)
         work.append(1000 * (time.perf_counter() - t0))
         windows.append((end, time.monotonic(), state.cry_probability is not None))

@@ -44,6 +44,8 @@ class Deafness:
 
 def not_listening(decision: Decision, why: str, level_dbfs: float, stream_seconds: float,
                   now: float) -> tuple[WindowState, EpisodeEvent | None]:
-    """The answer for a window that was not heard: quiet to the decision, NOT_LISTENING (and why) to the outputs."""
-    state, event = decision.update(WindowScores(level_dbfs), stream_seconds, now)
+    """The answer for a window that was not heard: an episode under way ends (at its last crying
+    window), the decision sees a quiet window, the outputs State.NOT_LISTENING (and why)."""
+    event = decision.close(now, stream_seconds)
+    state, _ = decision.update(WindowScores(level_dbfs), stream_seconds, now)
     return dataclasses.replace(state, state=State.NOT_LISTENING, heard=why), event

@@ -3,7 +3,8 @@
 One object, `Decision`, serves live use and every evaluation that claims to measure live
 behaviour: per-window scores -> a per-window crying decision -> the majority of the last few
 heard windows -> episodes with a start and an end -> a reason only where held-out babies showed
-skill (`ReasonRule`), otherwise "reason uncertain".
+skill (`ReasonRule`), otherwise "reason not known" (or "reason uncertain", where claims are allowed
+but this one is not sure enough).
 """
 from __future__ import annotations
 
@@ -48,13 +49,6 @@ def decide(probabilities: np.ndarray, silence_threshold: float | None = None, si
     return predicted
 
 
-def reason_in_words(reason: str | None, guesses) -> str:
-    """'hungry' when claimed, else 'reason uncertain (hungry 0.81, tired 0.06, ...)'."""
-    if reason:
-        return reason
-    return "reason uncertain" + (f" ({', '.join(f'{c} {p:.2f}' for c, p in guesses)})" if guesses else "")
-
-
 def top_guesses(shares: np.ndarray, n: int = 3) -> tuple[tuple[str, float], ...]:
     """The n likeliest reasons of a shares row [n_classes], likeliest first."""
     order = [i for i in np.argsort(shares)[::-1] if i != SILENCE][:n]
@@ -63,16 +57,30 @@ def top_guesses(shares: np.ndarray, n: int = 3) -> tuple[tuple[str, float], ...]
 
 @dataclasses.dataclass(frozen=True)
 class ReasonRule:
-    """When a reason may be claimed: only where held-out babies showed the model beats naming
-    the prior (`allowed`), and then only from `threshold` (a share of the cry) up."""
+    """When a reason may be claimed, and how it is said.
+
+    Only where held-out babies showed the model beats naming the prior (`allowed`), and then only
+    from `threshold` (a share of the cry) up. Where they showed no skill, the reason is "not
+    known" and no guesses are shown at all: "hungry 0.80" is the corpus's prior, and a tired
+    parent reads it as a prediction. `precision`: how often such claims were right on held-out
+    babies, said in words with a claim.
+    """
 
     threshold: float = 1.0
     allowed: bool = False
+    precision: float | None = None
 
-    def claim(self, shares: np.ndarray) -> tuple[str | None, tuple]:
-        """(the claimed reason or None, the top guesses) of mean reason shares [n_classes]."""
-        claimed = self.allowed and shares.max() >= self.threshold
-        return (CLASSES[int(shares.argmax())] if claimed else None), top_guesses(shares)
+    def claim(self, shares: np.ndarray) -> tuple[str | None, tuple, str]:
+        """(the claimed reason or None, the top guesses (none unless allowed), the reason in words)
+        of mean reason shares [n_classes]."""
+        if not self.allowed:
+            return None, (), "reason not known"
+        guesses = top_guesses(shares)
+        if shares.max() < self.threshold:
+            return None, guesses, "reason uncertain"
+        reason = CLASSES[int(shares.argmax())]
+        sure = f" (right {round(10 * self.precision)} times in 10 for babies it never heard)" if self.precision else ""
+        return reason, guesses, f"probably {reason.replace('_', '/')}{sure}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,43 +104,39 @@ class WindowState:
     heard: str                   # "quiet", "speech", "music", "laughter", "noise", ..., "crying"
     cry_probability: float | None
     reason: str | None           # claimed only where held-out babies showed skill; else None
-    guesses: tuple = ()          # top reasons with their shares of the cry, when crying
+    guesses: tuple = ()          # top reasons with their shares of the cry, only where claims are allowed
+    reason_text: str = ""        # the reason in words ("reason not known", ...); "" when not crying
+    window_crying: bool = False  # this window's own smoothed vote (an episode also spans its pauses)
     scores: WindowScores | None = dataclasses.field(default=None, compare=False, repr=False)  # this window's own
 
-    @property
-    def reason_text(self) -> str:
-        """'hungry' when claimed, else 'reason uncertain (hungry 0.81, tired 0.06, ...)'; '' when not crying."""
-        return reason_in_words(self.reason, self.guesses) if self.state == State.CRYING else ""
-
     def to_dict(self) -> dict:
-        """JSON-ready: every field but the window's raw scores, plus reason_text."""
+        """JSON-ready: every field but the window's raw scores."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "scores"}
         d["state"] = self.state.value
         d["guesses"] = [list(g) for g in self.guesses]
-        d["reason_text"] = self.reason_text
         return d
 
 
 @dataclasses.dataclass(frozen=True)
 class EpisodeEvent:
-    """The start or the end of a crying episode. At "start", end and duration are None."""
+    """The start or the end of a crying episode. At "start", end and duration are None.
+
+    An episode starts at its first crying window (said once it has lasted live.episode_start_windows
+    windows) and ends at its last (said once live.episode_end_seconds have passed without crying)."""
 
     kind: str                    # "start" or "end"
     start: float                 # wall clock, seconds since the epoch
     stream_start_seconds: float
     end: float | None = None
     duration_seconds: float | None = None
-    reason: str | None = None    # claimed reason over the episode, or None (uncertain)
+    reason: str | None = None    # claimed reason over the episode, or None
     guesses: tuple = ()
-
-    @property
-    def reason_text(self) -> str:
-        return reason_in_words(self.reason, self.guesses)
+    reason_text: str = ""
+    said_stream_seconds: float = 0.0  # where in the stream the event was said (the alert's time)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["guesses"] = [list(g) for g in self.guesses]
-        d["reason_text"] = self.reason_text
         return d
 
 
@@ -140,11 +144,13 @@ class Decision:
     """Per-window scores -> (WindowState, the episode event it makes or None).
 
     Each heard window is decided alone (crying when the cry probability exceeds cry_threshold),
-    then the majority of the last live.smooth_windows decides: one pause or one odd window does
-    not end a crying episode, and a tie stays crying (a missed cry costs a parent more than a
-    false alarm). A quiet window is its own answer, casts no vote and clears the votes (an old
-    cry must not decide the next sound). A state's reason is the rule's claim on the mean reason
-    shares of its crying votes; an episode's, on the mean shares of all its crying windows.
+    then the majority of the last live.smooth_windows decides the window's vote: one odd window
+    does not change it, and a tie stays crying (a missed cry costs a parent more than a false
+    alarm). A quiet window casts no vote and clears the votes (an old cry must not decide the
+    next sound). An episode starts after live.episode_start_windows crying votes in a row and
+    ends when live.episode_end_seconds pass without one, so a cry's pauses and breaths do not end
+    it; while it lasts, every output shows crying. Its reason is the rule's claim on the mean
+    reason shares of its crying windows.
     """
 
     def __init__(self, cry_threshold: float, live: LiveSettings = LiveSettings(), rule: ReasonRule = ReasonRule()):
@@ -152,7 +158,9 @@ class Decision:
         self.history = collections.deque(maxlen=live.smooth_windows)  # (crying?, shares or None) of heard windows
         self.episodes = 0
         self._start: EpisodeEvent | None = None
-        self._episode_shares: list[np.ndarray] = []
+        self._run: list[tuple[float, float]] = []   # (time, stream seconds) of the crying votes in a row
+        self._last_cry = (0.0, 0.0)                  # (time, stream seconds) of the episode's last crying vote
+        self._shares: list[np.ndarray] = []          # reason shares of the episode's crying windows
 
     @property
     def open_episode(self) -> EpisodeEvent | None:
@@ -161,44 +169,67 @@ class Decision:
 
     def update(self, scores: WindowScores, stream_seconds: float = 0.0,
                now: float | None = None) -> tuple[WindowState, EpisodeEvent | None]:
-        state = self._state(scores, stream_seconds, time.time() if now is None else now)
-        return state, self._episode(state)
+        now = time.time() if now is None else now
+        crying, shares = self._vote(scores)
+        event = self._episode(crying, shares, now, stream_seconds)
+        return self._state(scores, crying, now, stream_seconds), event
 
-    def _state(self, scores: WindowScores, stream_seconds: float, now: float) -> WindowState:
+    def _vote(self, scores: WindowScores) -> tuple[bool, np.ndarray | None]:
+        """This window's smoothed vote, and its own reason shares when it is a crying window."""
         if scores.cry_probability is None:
             self.history.clear()
-            return WindowState(now, stream_seconds, State.QUIET, scores.level_dbfs, "quiet", None, None, scores=scores)
+            return False, None
         crying = scores.cry_probability > self.cry_threshold
         shares = None if scores.reasons is None else reason_shares(scores.reasons)[0]
         self.history.append((crying, shares))
         votes = [c for c, _ in self.history]
-        if sum(votes) * 2 < len(votes):
-            heard = scores.heard if scores.heard != "crying" else "noise"
-            return WindowState(now, stream_seconds, State.NOT_CRYING, scores.level_dbfs, heard,
-                               scores.cry_probability, None, scores=scores)
-        if crying and shares is not None:
-            self._episode_shares.append(shares)
-        heard_shares = [s for c, s in self.history if c and s is not None]
-        reason, guesses = self.rule.claim(np.mean(heard_shares, axis=0)) if heard_shares else (None, ())
-        return WindowState(now, stream_seconds, State.CRYING, scores.level_dbfs, "crying", scores.cry_probability,
-                           reason, guesses, scores)
+        return sum(votes) * 2 >= len(votes), shares if crying else None
 
-    def _episode(self, state: WindowState) -> EpisodeEvent | None:
-        if state.state == State.CRYING:
-            if self._start is not None:
+    def _episode(self, crying: bool, shares: np.ndarray | None, now: float, at: float) -> EpisodeEvent | None:
+        if crying:
+            self._run.append((now, at))
+            if shares is not None:
+                self._shares.append(shares)
+        if self._start is not None:
+            if crying:
+                self._last_cry = (now, at)
                 return None
-            self.episodes += 1
-            self._start = EpisodeEvent("start", state.time, state.stream_seconds, reason=state.reason,
-                                       guesses=state.guesses)
-            return self._start
-        return self.close(state.time, state.stream_seconds)
+            return self.close(now, at) if at - self._last_cry[1] >= self.live.episode_end_seconds else None
+        if not crying:
+            self._run, self._shares = [], []
+            return None
+        if len(self._run) < self.live.episode_start_windows:
+            return None
+        self.episodes += 1
+        (first, first_at), self._last_cry = self._run[0], (now, at)
+        reason, guesses, words = self._claim(self._shares)
+        self._start = EpisodeEvent("start", first, first_at, reason=reason, guesses=guesses, reason_text=words,
+                                   said_stream_seconds=at)
+        return self._start
+
+    def _claim(self, shares: list[np.ndarray]) -> tuple[str | None, tuple, str]:
+        return self.rule.claim(np.mean(shares, axis=0) if shares else np.zeros(len(CLASSES)))
+
+    def _state(self, scores: WindowScores, crying: bool, now: float, at: float) -> WindowState:
+        if self._start is None:
+            if scores.cry_probability is None:
+                return WindowState(now, at, State.QUIET, scores.level_dbfs, "quiet", None, None, scores=scores)
+            heard = scores.heard if scores.heard != "crying" else "noise"
+            return WindowState(now, at, State.NOT_CRYING, scores.level_dbfs, heard, scores.cry_probability, None,
+                               window_crying=crying, scores=scores)
+        votes = [s for c, s in self.history if c and s is not None]
+        reason, guesses, words = self._claim(votes or self._shares)
+        heard = "crying" if crying else ("quiet" if scores.cry_probability is None else scores.heard)
+        return WindowState(now, at, State.CRYING, scores.level_dbfs, heard, scores.cry_probability, reason, guesses,
+                           words, crying, scores)
 
     def close(self, now: float, stream_seconds: float) -> EpisodeEvent | None:
-        """End the episode under way (also at the end of listening); None when there is none."""
+        """End the episode under way at its last crying window (also at the end of listening); None
+        when there is none."""
         if self._start is None:
             return None
-        start, shares, self._start, self._episode_shares = self._start, self._episode_shares, None, []
-        reason, guesses = self.rule.claim(np.mean(shares, axis=0)) if shares else (None, ())
-        return EpisodeEvent("end", start.start, start.stream_start_seconds, now,
-                            round(stream_seconds - start.stream_start_seconds, 2), reason, guesses)
-
+        start, (end, end_at) = self._start, self._last_cry
+        reason, guesses, words = self._claim(self._shares)
+        self._start, self._run, self._shares = None, [], []
+        return EpisodeEvent("end", start.start, start.stream_start_seconds, end,
+                            round(end_at - start.stream_start_seconds, 2), reason, guesses, words, stream_seconds)

@@ -17,6 +17,7 @@ from cry.audio import is_quiet, resample, rms_dbfs
 from cry.deafness import Deafness, not_listening
 from cry.decision import Decision, EpisodeEvent, ReasonRule, WindowScores, WindowState
 from cry.params import SILENCE, LiveSettings
+from cry.patches import PatchCache
 from cry.stream import array_source, listen
 
 
@@ -86,12 +87,13 @@ class Scorer:
         newest = window[-int(round(settings.window_seconds * rate)):]
         return fit_length(resample(newest, rate, settings.sample_rate_hz), settings.window_samples)
 
-    def __call__(self, window: np.ndarray, rate: int) -> WindowScores:
+    def __call__(self, window: np.ndarray, rate: int, end: int | None = None, cache=None) -> WindowScores:
+        """end: the stream sample the window ends at; cache: the stream's patches (see Session)."""
         level = rms_dbfs(window)
         if is_quiet(level, self.live.quiet_dbfs):
             return WindowScores(level)
         if self.detector is not None:
-            cry_probability, heard = self.detector(window, rate)
+            cry_probability, heard = self.detector(window, rate, end, cache)
             if cry_probability <= self.cry_threshold:
                 return WindowScores(level, cry_probability, heard)
         reasons = self.reasons(self.reason_window(window, rate))
@@ -102,7 +104,7 @@ class Scorer:
 
 
 class LivePath:
-    """The scorer, the live settings and the reason rule: what makes a fresh Decision."""
+    """The scorer, the live settings and the reason rule: what every stream is judged by."""
 
     def __init__(self, scorer: Scorer, rule: ReasonRule = ReasonRule()):
         self.scorer, self.live, self.rule = scorer, scorer.live, rule
@@ -110,8 +112,23 @@ class LivePath:
     def decision(self) -> Decision:
         return Decision(self.scorer.cry_threshold, self.live, self.rule)
 
+    def session(self) -> Session:
+        return Session(self)
 
-def run(source, path: LivePath, decision: Decision, outputs: list, duration: float | None = None,
+
+class Session:
+    """One stream through the live path: its decision and the detector's patches computed so far
+    (each YAMNet patch once), so that streams judged at once (live and an upload) never mix."""
+
+    def __init__(self, path: LivePath):
+        self.path, self.decision, self.patches = path, path.decision(), PatchCache()
+
+    def answer(self, window: np.ndarray, rate: int, end: int, now: float) -> tuple[WindowState, EpisodeEvent | None]:
+        """The window ending at stream sample `end`, at wall-clock time `now`."""
+        return self.decision.update(self.path.scorer(window, rate, end, self.patches), end / rate, now)
+
+
+def run(source, session: Session, outputs: list, duration: float | None = None,
         deafness: Deafness | None = None) -> str:
     """Listen to source until it ends (or duration, or Ctrl-C), handing every answer to outputs.
 
@@ -119,15 +136,15 @@ def run(source, path: LivePath, decision: Decision, outputs: list, duration: flo
     faster than real time gets the times it would have had. With `deafness` (live input), a
     window that cannot be heard is "not listening" (cry.deafness). Returns why listening stopped.
     """
-    rate, started, scorer = source.samplerate, time.time(), path.scorer
+    rate, started, live = source.samplerate, time.time(), session.path.live
 
     def on_window(end: int, window: np.ndarray) -> None:
         seconds = end / rate
         why = deafness.why(window, seconds, rate, source) if deafness is not None else None
         if why is not None:
-            state, event = not_listening(decision, why, rms_dbfs(window), seconds, started + seconds)
+            state, event = not_listening(session.decision, why, rms_dbfs(window), seconds, started + seconds)
         else:
-            state, event = decision.update(scorer(window, rate), seconds, started + seconds)
+            state, event = session.answer(window, rate, end, started + seconds)
         deliver(outputs, "on_window", state)
         if event is not None:
             deliver(outputs, "on_episode", event)
@@ -135,13 +152,13 @@ def run(source, path: LivePath, decision: Decision, outputs: list, duration: flo
     why = "interrupted"
     try:
         source.start()
-        why = listen(source, on_window, path.live.window_seconds, path.live.hop_seconds, duration)
+        why = listen(source, on_window, live.window_seconds, live.hop_seconds, duration)
     except KeyboardInterrupt:
         pass
     finally:
         source.close()
     seconds = source.ring.total / rate
-    event = decision.close(started + seconds, seconds)  # an episode still open ends with the listening
+    event = session.decision.close(started + seconds, seconds)  # an episode still open ends with the listening
     if event is not None:
         deliver(outputs, "on_episode", event)
     return why
@@ -164,7 +181,7 @@ class Collect(Output):
 def analyse(audio: np.ndarray, rate: int, path: LivePath, label: str = "clip") -> Collect:
     """A whole recording through the live path, as fast as possible, with a fresh decision."""
     collect = Collect()
-    run(array_source(audio, rate, label, fast=True), path, path.decision(), [collect])
+    run(array_source(audio, rate, label, fast=True), path.session(), [collect])
     return collect
 
 

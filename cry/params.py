@@ -121,6 +121,8 @@ class LiveSettings:
     smooth_windows: int = 4              # the majority of the last this many heard windows decides
     quiet_dbfs: float = -60.0            # window RMS below this: "quiet", no model is asked
     clip_padding_seconds: float = 1.0    # digital silence around a clip played on its own
+    episode_start_windows: int = 1       # crying votes in a row that start an episode
+    episode_end_seconds: float = 15.0    # this long without a crying vote ends it (a cry's pauses must not)
 
     def to_dict(self) -> dict:
         return dataclass_to_dict(self)
@@ -133,9 +135,10 @@ class LiveSettings:
         return dataclasses.replace(self, **changes)
 
     def check(self) -> LiveSettings:
-        if min(self.window_seconds, self.hop_seconds) <= 0 or self.smooth_windows < 1 or \
-                self.clip_padding_seconds < 0:
-            raise SettingsMismatch("live settings: seconds must be positive, smooth_windows at least 1")
+        if min(self.window_seconds, self.hop_seconds) <= 0 or min(self.smooth_windows, self.episode_start_windows) < 1 \
+                or min(self.clip_padding_seconds, self.episode_end_seconds) < 0:
+            raise SettingsMismatch("live settings: seconds must be positive (or zero for padding and an episode's "
+                                   "end), smooth_windows and episode_start_windows at least 1")
         return self
 
 

@@ -25,7 +25,8 @@ class PinnedFile:
     sha256: str
 
 
-# Google's YAMNet (Apache-2.0): the int8 model that takes log-mel patches, and its 521 class names.
+# Google's YAMNet (Apache-2.0), two builds: Coral's int8 model that takes log-mel patches, and the
+# TF Hub lite model (int8 inside, float in and out) that takes the 16 kHz waveform; and the 521 class names.
 YAMNET_MODEL = PinnedFile(
     "yamnet_spectra_in.tflite",
     "https://raw.githubusercontent.com/google-coral/coralmicro/c9f665b0a8b973d35cb9d383b3e92e9f14b4dd72"
@@ -36,7 +37,13 @@ YAMNET_CLASS_MAP = PinnedFile(
     "https://raw.githubusercontent.com/tensorflow/models/dbeeb148f10adf723067040eedcccda00bdce1e8"
     "/research/audioset/yamnet/yamnet_class_map.csv",
     14096, "cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2")
-YAMNET_FILES = (YAMNET_MODEL, YAMNET_CLASS_MAP)
+YAMNET_TFHUB = PinnedFile(
+    "yamnet_classifier_float_io.tflite",
+    "https://raw.githubusercontent.com/tensorflow/tflite-support/dd3362ea685bb7ab1f7268c81ec567d3b720ae57"
+    "/tensorflow_lite_support/cc/test/testdata/task/audio/yamnet_audio_classifier_with_metadata.tflite",
+    4126810, "10c95ea3eb9a7bb4cb8bddf6feb023250381008177ac162ce169694d05c317de")
+YAMNET_MODELS = {"coral": YAMNET_MODEL, "tfhub": YAMNET_TFHUB}  # a detector names the one it was trained on
+YAMNET_FILES = (YAMNET_MODEL, YAMNET_TFHUB, YAMNET_CLASS_MAP)
 
 _VERIFIED: set[tuple] = set()  # (path, inode, size, mtime_ns) already hashed in this process
 
@@ -65,10 +72,12 @@ def file_problem(path: Path, pinned: PinnedFile) -> str | None:
     return None
 
 
-def yamnet_files(folder: Path = PRETRAINED_DIR) -> tuple[Path, Path]:
-    """The verified YAMNet model and class map in `folder`, or one UserError line saying how to get them."""
-    paths = tuple(Path(folder) / pinned.name for pinned in YAMNET_FILES)
-    for path, pinned in zip(paths, YAMNET_FILES):
+def yamnet_files(folder: Path = PRETRAINED_DIR, model: str = "coral") -> tuple[Path, Path]:
+    """The verified YAMNet build `model` (a YAMNET_MODELS key) and the class map in `folder`, or one
+    UserError line saying how to get them."""
+    wanted = (YAMNET_MODELS[model], YAMNET_CLASS_MAP)
+    paths = tuple(Path(folder) / pinned.name for pinned in wanted)
+    for path, pinned in zip(paths, wanted):
         if problem := file_problem(path, pinned):
             raise UserError(f"{path}: {problem}; {HOW_TO_GET}")
     return paths

@@ -18,7 +18,7 @@ import numpy as np
 from cry.audio import AudioError, open_audio
 from cry.files import UserError
 
-STALL_SECONDS = 2.0  # no samples for this long while listening: the input device is gone
+STALL_SECONDS = 5.0  # no samples for this long while listening: the input device is gone (and not replaced)
 RING_SECONDS = 10.0  # audio kept: a window, plus room for a slow hop or the models loading
 BLOCK_SECONDS = 0.02  # a recording is delivered in blocks of this length, as a microphone would
 NO_FLAGS = types.SimpleNamespace(input_overflow=False)

@@ -138,13 +138,16 @@ def heard_label(scores_row: np.ndarray) -> str:
 
 
 class YamnetModel:
-    """yamnet_spectra_in.tflite (int8 YAMNet) in the LiteRT interpreter: log-mel patches -> scores, embeddings.
+    """A YAMNet LiteRT file in the interpreter: one 0.975 s patch -> scores, embedding.
 
-    The model has one output (the 521 sigmoid scores). The 1024-wide embedding, the global average of the
-    last convolution that the classifier reads, is its only 4-D tensor of 1024 values ([1, 1, 1, 1024], just
-    before the [521, 1024] fully-connected weights); it is read with experimental_preserve_all_tensors, which
-    costs no measurable time, and tests/test_yamnet.py recomputes the classifier from it. Being int8, it is
-    coarser than the float embedding of the official model (ReLU6-capped, in steps of about 0.02).
+    Two pinned builds are taken (cry.pretrained): Coral's int8 yamnet_spectra_in.tflite, fed the
+    official log-mel patch [1, 96, 64] computed here, and TF Hub's lite model (int8 inside, float
+    in and out), fed the 16 kHz waveform [15600] and computing the same features in its graph.
+    Each has one output (the 521 sigmoid scores). The 1024-wide embedding, the global average of the
+    last convolution that the classifier reads, is its last 4-D tensor of 1024 values ([1, 1, 1, 1024],
+    just before the [521, 1024] fully-connected weights); it is read with experimental_preserve_all_tensors,
+    which costs no measurable time, and tests/test_yamnet.py recomputes the classifier from it. Being int8,
+    it is coarser than a float embedding (ReLU6-capped, in steps of about 0.02).
     """
 
     params = YamnetParams()  # the features it takes
@@ -165,29 +168,52 @@ class YamnetModel:
                   if int(np.prod(t["shape"])) == EMBEDDING_SIZE and len(t["shape"]) == 4]
         self._embedding = pooled[-1]  # the pooled activation the classifier reads
         self.embedding_tensor_name = self._embedding["name"]
+        self.takes_waveform = len(self.interpreter.get_input_details()[0]["shape"]) == 1  # [15600], else [1, 96, 64]
 
     @classmethod
-    def from_folder(cls, folder: Path | None = None) -> YamnetModel:
-        """The model from a folder checked by cry.pretrained (default models/pretrained/)."""
+    def from_folder(cls, folder: Path | None = None, model: str = "coral") -> YamnetModel:
+        """The build `model` (cry.pretrained.YAMNET_MODELS) from a folder checked by cry.pretrained
+        (default models/pretrained/)."""
         from cry.pretrained import PRETRAINED_DIR, yamnet_files
 
-        return cls(*yamnet_files(folder or PRETRAINED_DIR))
+        built = cls(*yamnet_files(folder or PRETRAINED_DIR, model))
+        built.name = model
+        return built
 
-    def patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores float32 [n, 521] (sigmoid, one per class) and embeddings float32 [n, 1024] of
-        patches float32 [n, 96, 64]."""
+    def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores float32 [n, 521] (sigmoid, one per class) and embeddings float32 [n, 1024] of model inputs."""
         scale, zero_point = self._embedding["quantization"]
-        scores = np.empty((len(patches), N_CLASSES), np.float32)
-        embeddings = np.empty((len(patches), EMBEDDING_SIZE), np.float32)
+        scores = np.empty((len(inputs), N_CLASSES), np.float32)
+        embeddings = np.empty((len(inputs), EMBEDDING_SIZE), np.float32)
         with self._lock:  # one interpreter: the live loop and a page's upload take turns
-            for i, patch in enumerate(np.asarray(patches, np.float32)):
-                self.interpreter.set_tensor(self._input, patch[None])
+            for i, x in enumerate(inputs):
+                self.interpreter.set_tensor(self._input, np.asarray(x, np.float32))
                 self.interpreter.invoke()
                 scores[i] = self.interpreter.get_tensor(self._output)[0]
                 embedded = self.interpreter.get_tensor(self._embedding["index"]).reshape(-1).astype(np.float32)
                 embeddings[i] = (embedded - zero_point) * scale if scale else embedded
         return scores, embeddings
 
+    def patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [n, 521] and embeddings [n, 1024] of log-mel patches float32 [n, 96, 64] (the
+        spectra-in model only)."""
+        if self.takes_waveform:
+            raise ValueError("this YAMNet takes waveforms, not log-mel patches")
+        return self._run([patch[None] for patch in np.asarray(patches, np.float32)])
+
+    def wave_patches(self, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [n, 521] and embeddings [n, 1024] of 16 kHz waveform patches float32 [n, 15600]:
+        the one patch function of either build."""
+        waves = np.asarray(waves, np.float32).reshape(-1, self.params.patch_samples)
+        if self.takes_waveform:
+            return self._run(list(waves))
+        return self._run([log_mel_spectrogram(wave, self.params)[None] for wave in waves])
+
     def waveform(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores [n_patches, 521] and embeddings [n_patches, 1024] of a 16 kHz mono waveform float32 [n]."""
-        return self.patches(waveform_to_log_mel_patches(waveform))
+        """Scores [n_patches, 521] and embeddings [n_patches, 1024] of a 16 kHz mono waveform float32 [n],
+        framed as YAMNet frames it (0.96 s patches every 0.48 s, padded to whole patches)."""
+        if not self.takes_waveform:
+            return self.patches(waveform_to_log_mel_patches(waveform))
+        wave, p = pad_waveform(waveform, self.params), self.params
+        hop = p.patch_hop_frames * p.hop_samples
+        return self._run([wave[s:s + p.patch_samples] for s in range(0, len(wave) - p.patch_samples + 1, hop)])

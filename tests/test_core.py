@@ -165,7 +165,7 @@ class Loud:
 
     threshold, band_hz = 0.5, None
 
-    def __call__(self, window, rate):
+    def __call__(self, window, rate, end=None, cache=None):
         return 0.9, "crying"
 
 

@@ -188,11 +188,11 @@ class DetectorOnlyScorer:
     def __init__(self, detector):
         self.detector, self.live, self.cry_threshold = detector, detector.live, detector.threshold
 
-    def __call__(self, window, rate):
+    def __call__(self, window, rate, end=None, cache=None):
         level = rms_dbfs(window)
         if is_quiet(level, self.live.quiet_dbfs):
             return WindowScores(level)
-        return WindowScores(level, *self.detector(window, rate))
+        return WindowScores(level, *self.detector(window, rate, end, cache))
 
 
 def test_the_report_on_a_tiny_tree(small_detector, tmp_path):

@@ -64,7 +64,9 @@ def scores(cry_probability, reasons=None, level=-20.0, heard="crying"):
 
 
 def decision(cry_threshold=0.5, threshold=1.0, allowed=False, smooth=4) -> Decision:
-    return Decision(cry_threshold, LiveSettings(smooth_windows=smooth), ReasonRule(threshold, allowed))
+    """The voting rule alone: an episode ends at the first window without a crying vote."""
+    live = LiveSettings(smooth_windows=smooth, episode_end_seconds=0.0)
+    return Decision(cry_threshold, live, ReasonRule(threshold, allowed))
 
 
 def states_of(decision, *window_scores) -> list[State]:
@@ -83,12 +85,16 @@ def test_decision_votes_over_heard_windows_and_claims_a_reason_only_when_allowed
     assert states_of(decider, scores(0.9, hungry), scores(0.1, heard="speech"), scores(0.1, heard="speech"),
                      scores(0.1, heard="speech")) == [State.CRYING, State.CRYING, State.CRYING, State.NOT_CRYING]
     assert decider.update(scores(0.1, heard="music"))[0].heard == "music"  # says what was heard
-    # not allowed to claim (no held-out skill): "reason uncertain" with the top guesses, whatever the share
+    # not allowed to claim (no held-out skill): the reason is not known, and no guesses are shown at all
     unsure, _ = decision(threshold=0.6, allowed=False, smooth=1).update(scores(0.9, hungry))
-    assert unsure.reason is None and unsure.reason_text.startswith("reason uncertain (hungry 0.74")
+    assert (unsure.reason, unsure.guesses, unsure.reason_text) == (None, (), "reason not known")
+    # allowed, a claim: said with how often such claims were right on babies it never heard
+    sure, _ = Decision(0.5, LiveSettings(smooth_windows=1), ReasonRule(0.6, True, 0.72)).update(scores(0.9, hungry))
+    assert sure.reason_text == "probably hungry (right 7 times in 10 for babies it never heard)"
     # allowed, but the share is below the threshold fitted on validation: uncertain too
     vague = np.array([0.2, 0.25, 0.15, 0.1, 0.1, 0.1, 0.1])
-    assert decision(threshold=0.6, allowed=True, smooth=1).update(scores(0.9, vague))[0].reason is None
+    vague_state, _ = decision(threshold=0.6, allowed=True, smooth=1).update(scores(0.9, vague))
+    assert vague_state.reason is None and vague_state.reason_text == "reason uncertain" and vague_state.guesses
     # the threshold is strict: at it, not crying
     assert decision(smooth=1).update(scores(0.5, hungry))[0].state == State.NOT_CRYING
 
@@ -101,7 +107,8 @@ def test_silence_clears_the_votes_and_the_threshold_alone_claims_no_reason():
     assert states_of(decider, scores(0.01, heard="speech")) == [State.NOT_CRYING]
     hungry = np.array([0.05, 0.7, 0.05, 0.05, 0.05, 0.05, 0.05])
     for rule, claimed in ((ReasonRule(0.3, allowed=False), None), (ReasonRule(0.6, allowed=True), "hungry")):
-        state, _ = Decision(0.5, LiveSettings(smooth_windows=1), rule).update(scores(0.9, hungry))
+        state, _ = Decision(0.5, LiveSettings(smooth_windows=1, episode_end_seconds=0.0), rule).update(
+            scores(0.9, hungry))
         assert state.reason == claimed
 
 
@@ -129,15 +136,48 @@ def test_episodes_start_and_end_with_the_reason_over_the_episode():
     for t in (1.5, 2.0, 2.5):
         assert decider.update(scores(0.9, tired), t, 1000.0 + t)[1] is None
     _, end = decider.update(scores(0.1, heard="speech"), 3.0, 1003.0)
-    assert (end.kind, end.reason, end.duration_seconds, end.start, end.end, decider.episodes) == (
-        "end", "tired", 2.0, 1001.0, 1003.0, 1)
+    # the episode ends at its last crying window (2.5 s), said at the first window without crying
+    assert (end.kind, end.reason, end.duration_seconds, end.start, end.end, end.said_stream_seconds,
+            decider.episodes) == ("end", "tired", 1.5, 1001.0, 1002.5, 3.0, 1)
     mean_shares = np.mean([reason_shares(hungry)[0]] + [reason_shares(tired)[0]] * 3, axis=0)  # not display guesses
     assert end.guesses[0] == ("tired", round(float(mean_shares[3]), 3))
     assert decider.close(1004.0, 4.0) is None  # nothing open
     closed = decision(threshold=0.5, allowed=False, smooth=1)
     closed.update(scores(0.9, hungry), 5.0, 1005.0)
-    last = closed.close(1009.0, 9.0)  # listening ended mid-cry: the episode ends there
-    assert (last.kind, last.duration_seconds, last.reason, last.guesses[0][0]) == ("end", 4.0, None, "hungry")
+    last = closed.close(1009.0, 9.0)  # listening ended mid-cry: the episode ends at its last crying window
+    assert (last.kind, last.duration_seconds, last.reason, last.guesses, last.reason_text) == (
+        "end", 0.0, None, (), "reason not known")
+
+
+class Loud:
+    """A scorer that hears anything above -40 dBFS as a cry (the decision rule is what is tested)."""
+
+    def __init__(self, live: LiveSettings):
+        self.live, self.cry_threshold = live, 0.5
+
+    def __call__(self, window, rate, end=None, cache=None):
+        level = rms_dbfs(window)
+        return WindowScores(level) if level < -60 else WindowScores(level, 0.9 if level > -40 else 0.1, "noise")
+
+
+def test_a_cry_with_pauses_is_one_episode_and_cries_a_minute_apart_are_two():
+    """Through the live path with the shipped episode rules: a cry of 1 s bursts with 3 s pauses
+    of silence between them is one episode, and two such cries 60 s apart are two; ending an
+    episode at the first window without crying would make one per burst."""
+    from cry.live_path import LivePath, analyse
+
+    rate = 8000
+    burst = np.random.default_rng(2).uniform(-0.5, 0.5, rate).astype(np.float32)
+    cry = np.concatenate([np.concatenate([burst, np.zeros(3 * rate, np.float32)]) for _ in range(6)])
+    audio = np.concatenate([np.zeros(2 * rate, np.float32), cry, np.zeros(60 * rate, np.float32), cry])
+    shipped = LiveSettings()
+    events = analyse(audio, rate, LivePath(Loud(shipped))).events
+    assert [e.kind for e in events] == ["start", "end", "start", "end"]
+    first_end = events[1]
+    # from the first window that holds the first burst (2-3 s) to the last that holds the last (22-23 s)
+    assert first_end.stream_start_seconds == pytest.approx(3.0) and 20.0 <= first_end.duration_seconds <= 23.0
+    eager = analyse(audio, rate, LivePath(Loud(shipped.replace(episode_end_seconds=0.0)))).events
+    assert sum(e.kind == "start" for e in eager) >= 6
 
 
 def test_missing_portaudio_is_one_clear_line(monkeypatch):
@@ -221,7 +261,7 @@ def test_file_mode_matches_offline_and_refuses_a_broken_model(probe_model, corpu
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"wrote {tmp_path / 'log.csv'}" in done.stderr
-    rows = [r for r in read_trace(tmp_path / "trace.csv") if r["state"] != "quiet"]
+    rows = [r for r in read_trace(tmp_path / "trace.csv") if r["cry_probability"] != ""]  # the model was asked
     rate = sf.info(wav).samplerate
     assert len(rows) >= 5
     heard = np.array([[float(r[c]) for c in CLASSES] for r in rows])
@@ -291,11 +331,13 @@ def test_live_microphone_matches_offline_predictions_and_reports_silence(mic_fee
     before = [r for r, e in zip(rows, ends) if e <= lag]  # nothing but the feed's digital silence
     after = [r for r, e in zip(rows, ends) if e - window >= lag + len(reference)]
     assert len(before) >= 1 and len(after) >= 1
-    assert all(r["state"] == "quiet" for r in before + after)
-    assert sum(" quiet (" in line for line in out.splitlines()) >= len(before) + len(after)
+    # below the quiet gate: no model asked (after the cry, the episode outlasts it: it ends after 15 s)
+    assert all(r["heard"] == "quiet" and r["cry_probability"] == "" for r in before + after)
+    assert all(r["state"] == "quiet" for r in before)
+    assert sum(" quiet (" in line for line in out.splitlines()) >= len(before)
 
     # The live per-window probabilities equal the offline ones of the same recording, placed at the lag.
-    heard_rows = [(r, e) for r, e in zip(rows, ends) if r["state"] != "quiet"]
+    heard_rows = [(r, e) for r, e in zip(rows, ends) if r["cry_probability"] != ""]  # the model was asked
     assert len(heard_rows) >= 8
     lag_model_rate = round(lag * settings.sample_rate_hz / rate)
     audio = np.concatenate([np.zeros(lag_model_rate, np.float32), load_audio(wav, settings)])

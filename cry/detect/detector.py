@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cry.audio import is_quiet, resample, rms_dbfs
+from cry.audio import is_quiet, rms_dbfs
+from cry.patches import PatchCache, window_patches
 from cry.files import UserError, write_json
 from cry.live_path import clip_window_ends, pad_clip
 from cry.params import DEFAULT_DETECTOR, LiveSettings, SettingsMismatch
-from cry.yamnet import BABY_CRY, EMBEDDING_SIZE, HEARD_RANGES, N_CLASSES, YamnetParams, heard_label, \
-    log_mel_spectrogram
+from cry.yamnet import BABY_CRY, EMBEDDING_SIZE, HEARD_RANGES, N_CLASSES, YamnetParams, heard_label
 
-VERSION = 2                 # 2: the live settings are saved with the head
+VERSION = 3                 # 2: the live settings are saved with the head; 3: patches on the hop grid
 BAND_HZ = 4000              # corpus audio is 8 kHz: live audio is cut to the same band (None: full band)
 FLOOR = 2 / 256             # YAMNet's int8 scores step by 1/256: "above its smallest step"
 RIVALS = ("laughter", "animal")  # what YAMNet tells from a cry and the head, never having heard them, cannot
@@ -34,36 +34,10 @@ MAX_ALARM_SHARE = 0.01      # threshold: the most detection with at most this sh
 PARAMS = YamnetParams()
 
 
-def to_yamnet_rate(window: np.ndarray, rate: int, band_hz: int | None) -> np.ndarray:
-    """The window at YAMNet's rate, first cut to band_hz (through a 2 * band_hz rate) when given;
-    float32 [n * PARAMS.sample_rate_hz / rate]."""
-    if band_hz:
-        window, rate = resample(window, rate, 2 * band_hz), 2 * band_hz
-    return resample(window, rate, PARAMS.sample_rate_hz)
-
-
-def window_patches(wave: np.ndarray) -> np.ndarray:
-    """YAMNet log-mel patches of a window at YAMNet's rate, the last one ending at the window's end
-    (the newest audio is always whole in a patch; no zero padding enters any patch).
-    Returns float32 [k, 96, 64], k >= 1."""
-    hop, frames, hop_frames = PARAMS.hop_samples, PARAMS.patch_frames, PARAMS.patch_hop_frames
-    n_frames = max(frames, 1 + (len(wave) - PARAMS.window_samples) // hop)
-    k = 1 + (n_frames - frames) // hop_frames
-    need = PARAMS.window_samples + hop * (frames + hop_frames * (k - 1) - 1)
-    wave = np.pad(wave, (max(0, need - len(wave)), 0))[-need:]
-    log_mel = log_mel_spectrogram(wave, PARAMS)                                     # [n_frames, 64]
-    return np.stack([log_mel[s:s + frames] for s in range(0, len(log_mel) - frames + 1, hop_frames)])
-
-
 def family_max(scores: np.ndarray, family: str) -> np.ndarray:
     """The highest score [n] of a cry.yamnet.HEARD_RANGES family in each row of scores [n, 521]."""
     columns = np.concatenate([np.arange(first, last + 1) for first, last in HEARD_RANGES[family]])
     return scores[:, columns].max(axis=1)
-
-
-def window_outputs(yamnet, window: np.ndarray, rate: int, band_hz: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """YAMNet's scores [k, 521] and embeddings [k, 1024] of one window at the device rate."""
-    return yamnet.patches(window_patches(to_yamnet_rate(np.asarray(window, np.float32), rate, band_hz)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,31 +101,37 @@ class DetectorInfo:
 
 
 class Detector:
-    """The live stage: detector(window, rate) -> (p(crying), what was heard); `threshold` decides."""
+    """The live stage: detector(window, rate, end, cache) -> (p(crying), what was heard); `threshold` decides.
+
+    With the stream position of the window's end and the stream's PatchCache, each YAMNet patch
+    is computed once (cry.detect.patches); without them, the window's patches are all computed.
+    """
 
     def __init__(self, head: Head, info: DetectorInfo, yamnet):
         self.head, self.info, self.yamnet = head, info, yamnet
         self.threshold, self.band_hz, self.live = info.threshold, info.band_hz, info.live
 
-    def __call__(self, window: np.ndarray, rate: int) -> tuple[float, str]:
-        scores, embeddings = window_outputs(self.yamnet, window, rate, self.band_hz)
+    def __call__(self, window: np.ndarray, rate: int, end: int | None = None,
+                 cache: PatchCache | None = None) -> tuple[float, str]:
+        scores, embeddings = window_patches(self.yamnet, window, rate, self.live, self.band_hz, end, cache)
         mean_scores = scores.mean(axis=0)
         p = float(self.head.probability(embeddings.mean(axis=0)[None], mean_scores[None],
                                         [family_max(scores, "crying").max()])[0])
         return p, ("crying" if p > self.threshold else heard_label(mean_scores))
 
 
-def yamnet_fingerprint() -> dict:
-    """What the detector's numbers depend on: the YAMNet file's SHA-256 and the feature parameters."""
-    from cry.pretrained import YAMNET_MODEL
+def yamnet_fingerprint(model: str) -> dict:
+    """What the detector's numbers depend on: which YAMNet build, its SHA-256 and the feature parameters."""
+    from cry.pretrained import YAMNET_MODELS
 
-    return {"yamnet_sha256": YAMNET_MODEL.sha256, "yamnet_params": dataclasses.asdict(PARAMS)}
+    return {"yamnet_model": model, "yamnet_sha256": YAMNET_MODELS[model].sha256,
+            "yamnet_params": dataclasses.asdict(PARAMS)}
 
 
-def save_detector(path: Path, head: Head, info: DetectorInfo) -> None:
-    """The detector as one small JSON file (no pickle): head, threshold, band, the live settings
-    its threshold was tuned under, and what it was trained on."""
-    write_json({"version": VERSION, "kind": "cry_detector", **yamnet_fingerprint(), "rivals": list(RIVALS),
+def save_detector(path: Path, head: Head, info: DetectorInfo, yamnet_model: str) -> None:
+    """The detector as one small JSON file (no pickle): head, threshold, band, the YAMNet build and
+    the live settings its threshold was tuned under, and what it was trained on."""
+    write_json({"version": VERSION, "kind": "cry_detector", **yamnet_fingerprint(yamnet_model), "rivals": list(RIVALS),
                 "threshold": float(info.threshold), "band_hz": info.band_hz, "live": info.live.to_dict(),
                 "trained_on": info.trained_on, "clips": info.clips, "sources": info.sources,
                 "threshold_rule": info.threshold_rule, "seed": info.seed, "head": head.to_dict()}, path)
@@ -170,7 +150,10 @@ def load_detector(path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None,
         raise UserError(f"{path}: not a detector file ({exc})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a detector file (no JSON object)")
-    expected = {"version": VERSION, "kind": "cry_detector", **yamnet_fingerprint(), "rivals": list(RIVALS)}
+    from cry.pretrained import YAMNET_MODELS
+
+    model = data.get("yamnet_model") if data.get("yamnet_model") in YAMNET_MODELS else "coral"
+    expected = {"version": VERSION, "kind": "cry_detector", **yamnet_fingerprint(model), "rivals": list(RIVALS)}
     wrong = [k for k, v in expected.items() if data.get(k) != v]
     if wrong:
         raise UserError(f"{path}: made for another {', '.join(wrong)} than this code uses; retrain it with "
@@ -184,7 +167,7 @@ def load_detector(path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None,
     except (KeyError, TypeError, ValueError) as exc:  # SettingsMismatch is a ValueError
         why = exc if isinstance(exc, SettingsMismatch) else f"{type(exc).__name__}: {exc}"
         raise UserError(f"{path}: unreadable detector file ({why}); retrain it with `python train_model.py`") from None
-    return Detector(head, info, yamnet or YamnetModel.from_folder(yamnet_dir))
+    return Detector(head, info, yamnet or YamnetModel.from_folder(yamnet_dir, model))
 
 
 def describe(detector: Detector) -> str:
@@ -195,16 +178,23 @@ def describe(detector: Detector) -> str:
 
 def clip_windows(yamnet, audio: np.ndarray, rate: int, band_hz: int | None, live: LiveSettings) -> dict:
     """What the live path sees of one clip played on its own (cry.live_path.pad_clip, a window of
-    live.window_seconds every live.hop_seconds, the quiet gate), computed once per clip so that
-    heads and thresholds can be compared on it.
+    live.window_seconds every live.hop_seconds, the quiet gate, each patch once), computed once
+    per clip so that heads and thresholds can be compared on it.
 
     Returns arrays, one row per window: level_dbfs [w], heard [w] (above the quiet gate),
-    embedding [w, 1024] (mean over patches; 0 when quiet), cry_trace [w] (max crying-family score),
-    baby_cry [w] (max "Baby cry" score, for the zero-shot row), scores [w, 521] (mean over patches).
+    embedding [w, 1024] and embedding_max (mean and max over patches; 0 when quiet), cry_trace [w]
+    (max crying-family score), baby_cry [w] (max "Baby cry" score, for the zero-shot row), scores
+    [w, 521] and scores_max (mean and max over patches).
     """
-    played = pad_clip(audio, rate, live)
-    size = int(round(live.window_seconds * rate))
-    rows = {"level_dbfs": [], "heard": [], "embedding": [], "cry_trace": [], "baby_cry": [], "scores": []}
+    return audio_windows(yamnet, pad_clip(audio, rate, live), rate, band_hz, live)
+
+
+def audio_windows(yamnet, played: np.ndarray, rate: int, band_hz: int | None, live: LiveSettings) -> dict:
+    """clip_windows of a recording as it is (no padding): every window the live path judges,
+    ending at clip_window_ends (also in the table, as "end" [w], stream samples)."""
+    cache, size = PatchCache(), int(round(live.window_seconds * rate))
+    rows = {"level_dbfs": [], "heard": [], "embedding": [], "cry_trace": [], "baby_cry": [], "scores": [],
+            "embedding_max": [], "scores_max": []}
     for end in clip_window_ends(len(played), rate, live):
         window = played[end - size:end]
         level = rms_dbfs(window)
@@ -213,13 +203,17 @@ def clip_windows(yamnet, audio: np.ndarray, rate: int, band_hz: int | None, live
         if is_quiet(level, live.quiet_dbfs):
             scores, embeddings = np.zeros((1, N_CLASSES), np.float32), np.zeros((1, EMBEDDING_SIZE), np.float32)
         else:
-            scores, embeddings = window_outputs(yamnet, window, rate, band_hz)
+            scores, embeddings = window_patches(yamnet, window, rate, live, band_hz, end, cache)
         rows["embedding"].append(embeddings.mean(axis=0))
+        rows["embedding_max"].append(embeddings.max(axis=0))
         rows["cry_trace"].append(family_max(scores, "crying").max())
         rows["baby_cry"].append(scores[:, BABY_CRY].max())
         rows["scores"].append(scores.mean(axis=0))
+        rows["scores_max"].append(scores.max(axis=0))
     out = {k: np.asarray(v, np.float32) for k, v in rows.items()}
     out["heard"] = np.asarray(rows["heard"], bool)
-    out["embedding"] = out["embedding"].reshape(-1, EMBEDDING_SIZE)
-    out["scores"] = out["scores"].reshape(-1, N_CLASSES)
+    out["end"] = np.asarray(clip_window_ends(len(played), rate, live), np.int64)
+    for key, width in (("embedding", EMBEDDING_SIZE), ("embedding_max", EMBEDDING_SIZE), ("scores", N_CLASSES),
+                       ("scores_max", N_CLASSES)):
+        out[key] = out[key].reshape(-1, width)
     return out

@@ -32,7 +32,8 @@ def clip_tables(clips: list[Clip], yamnet, band_hz: int | None, live: LiveSettin
     keyed by the file's path, size and time, the band, the live settings and the detector version)."""
     tables = []
     for clip in tqdm(clips, desc=label, unit="clip", leave=False):
-        cached = _cache_path(cache_dir, clip.path, band_hz, live) if cache_dir else None
+        model = getattr(yamnet, "name", "coral")
+        cached = _cache_path(cache_dir, clip.path, band_hz, live, model) if cache_dir else None
         if cached is not None and cached.is_file():
             with np.load(cached) as z:
                 tables.append({k: z[k] for k in z.files})
@@ -47,10 +48,10 @@ def clip_tables(clips: list[Clip], yamnet, band_hz: int | None, live: LiveSettin
     return tables
 
 
-def _cache_path(cache_dir: Path, path: Path, band_hz: int | None, live: LiveSettings) -> Path:
+def _cache_path(cache_dir: Path, path: Path, band_hz: int | None, live: LiveSettings, model: str) -> Path:
     stat = Path(path).stat()
     live_key = sorted(live.to_dict().items())
-    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{band_hz}|{det.VERSION}|{live_key}"
+    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{band_hz}|{det.VERSION}|{live_key}|{model}|2"
     return Path(cache_dir) / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
 
 
@@ -143,14 +144,15 @@ def gather(audio_dirs: list[Path]) -> list[Clip]:
 
 def train_detector(audio_dirs: list[Path], out_path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None,
                    band_hz: int | None = det.BAND_HZ, live: LiveSettings = LiveSettings(),
-                   cache_dir: Path | None = None, seed: int = 0, yamnet=None) -> det.Detector:
+                   cache_dir: Path | None = None, seed: int = 0, yamnet=None,
+                   yamnet_model: str = "coral") -> det.Detector:
     """Train the crying detector on these folders (the corpus from prepare_data.py and the sounds
     cry.detect.synth generates; never the real-room test set) and save it to out_path, with the
     live settings its threshold was tuned under (on held-out sources of the same folders).
     Returns the loaded detector."""
     from cry.yamnet import YamnetModel
 
-    yamnet = yamnet or YamnetModel.from_folder(yamnet_dir)
+    yamnet = yamnet or YamnetModel.from_folder(yamnet_dir, yamnet_model)
     clips = gather([Path(d) for d in audio_dirs])
     tables = clip_tables(clips, yamnet, band_hz, live, cache_dir)
     head, threshold = fit_with_threshold(tables, clips, live, seed)
@@ -160,7 +162,7 @@ def train_detector(audio_dirs: list[Path], out_path: Path = DEFAULT_DETECTOR, ya
         clips=len(clips), sources=len({c.source for c in clips}), seed=seed,
         threshold_rule=f"most crying clips detected with at most {det.MAX_ALARM_SHARE:.0%} of not-crying "
                        f"clips alarmed, on held-out sources (5 grouped folds)")
-    det.save_detector(out_path, head, info)
+    det.save_detector(out_path, head, info, getattr(yamnet, "name", "coral"))
     return det.load_detector(out_path, yamnet=yamnet)
 
 

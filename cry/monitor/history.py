@@ -25,8 +25,10 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS episodes (
     end REAL,                        -- NULL: still going, or the process was killed during it
     duration_seconds REAL,
     reason TEXT,                     -- claimed reason, NULL when uncertain
-    guesses TEXT NOT NULL DEFAULT '[]'  -- JSON [[reason, share], ...], likeliest first
+    guesses TEXT NOT NULL DEFAULT '[]',  -- JSON [[reason, share], ...], likeliest first; [] when not known
+    reason_text TEXT NOT NULL DEFAULT ''  -- the reason as the monitor said it ("reason not known", ...)
 )"""
+COLUMNS = "start, end, duration_seconds, reason, guesses, reason_text"
 TOTAL_HOURS = 12.0
 
 
@@ -46,6 +48,9 @@ class History(Output):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a kill loses nothing committed
             self._db.execute(SCHEMA)
+            known = {row[1] for row in self._db.execute("PRAGMA table_info(episodes)")}
+            if "reason_text" not in known:  # a history written before the reason was said in words
+                self._db.execute("ALTER TABLE episodes ADD COLUMN reason_text TEXT NOT NULL DEFAULT ''")
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"{self.path}: cannot use as the episode history ({getattr(exc, 'strerror', None) or exc})"
                             ) from None
@@ -55,20 +60,20 @@ class History(Output):
         guesses = json.dumps([list(g) for g in event.guesses])
         with self._lock:
             if event.kind == "start":
-                self._db.execute("INSERT OR REPLACE INTO episodes (start, reason, guesses) VALUES (?, ?, ?)",
-                                 (event.start, event.reason, guesses))
+                self._db.execute("INSERT OR REPLACE INTO episodes (start, reason, guesses, reason_text) "
+                                 "VALUES (?, ?, ?, ?)", (event.start, event.reason, guesses, event.reason_text))
             else:
-                self._db.execute("INSERT OR REPLACE INTO episodes VALUES (?, ?, ?, ?, ?)",
-                                 (event.start, event.end, event.duration_seconds, event.reason, guesses))
+                self._db.execute(f"INSERT OR REPLACE INTO episodes ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (event.start, event.end, event.duration_seconds, event.reason, guesses,
+                                  event.reason_text))
 
     def episodes(self, since: float | None = None, limit: int = 1000) -> list[dict]:
         """Episodes started at or after `since` (epoch seconds; None: all), newest first."""
         with self._lock:
-            rows = self._db.execute("SELECT start, end, duration_seconds, reason, guesses FROM episodes "
-                                    "WHERE start >= ? ORDER BY start DESC LIMIT ?",
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM episodes WHERE start >= ? ORDER BY start DESC LIMIT ?",
                                     (-1e18 if since is None else since, limit)).fetchall()
-        return [{"start": s, "end": e, "duration_seconds": d, "reason": r, "guesses": json.loads(g)}
-                for s, e, d, r, g in rows]
+        return [{"start": s, "end": e, "duration_seconds": d, "reason": r, "guesses": json.loads(g), "reason_text": t}
+                for s, e, d, r, g, t in rows]
 
     def totals(self, hours: float = TOTAL_HOURS, now: float | None = None) -> dict:
         """Episodes started in the last `hours` and the minutes of those that ended."""

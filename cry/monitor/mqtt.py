@@ -9,7 +9,7 @@ Topics, for a monitor whose id is NODE (--mqtt-id) and a discovery prefix PREFIX
                         monitor goes unavailable)
     NODE/crying         "ON" / "OFF"                                  (retained, on change)
     NODE/state          "quiet" / "not crying" / "crying" / "not listening"  (retained, on change)
-    NODE/reason         "reason uncertain (hungry 0.31, ...)", a claimed reason, or "not crying"
+    NODE/reason         "reason not known" (held-out babies showed no skill), "probably ...", or "not crying"
     NODE/level          dBFS, e.g. "-42.5"                            (retained, rate-limited)
     NODE/problem        "ON" while the monitor is not listening (input lost, or only digital zeros)
     NODE/event          {"event_type": "start"|"end", ...EpisodeEvent} (JSON, not retained)

@@ -67,7 +67,7 @@ class EpisodeLog(Output):
         when = event.start if event.kind == "start" else event.end
         seconds = event.stream_start_seconds + (event.duration_seconds or 0.0)
         self.writer.writerow([time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when)), f"{seconds:.1f}",
-                              event.kind, event.reason or "uncertain",
+                              event.kind, event.reason_text,
                               "; ".join(f"{c} {p:.2f}" for c, p in event.guesses),
                               "" if event.duration_seconds is None else f"{event.duration_seconds:.1f}"])
         self.file.flush()

@@ -88,11 +88,14 @@ class MicrophoneSource:
 
     def _lost(self) -> None:
         """Zeros in real time and a retry every RETRY_SECONDS, until the device delivers again."""
-        lost_at, filled, tried_at = time.monotonic(), 0, -float("inf")
+        lost_at, tried_at = time.monotonic(), -float("inf")
         self.problem = "the input device is gone (unplugged, or the sound server stopped?)"
+        filled = int(LOST_SECONDS * self.samplerate)  # the time it took to notice, first: the clock never stalls
+        self.ring.write(np.zeros(filled, np.float32))
+        lost_at -= LOST_SECONDS
         print(f"\nwarning: {self.label}: {self.problem}; not listening, retrying every {RETRY_SECONDS:g} s",
               file=sys.stderr, flush=True)
-        self._close_stream()
+        self._close_stream()  # a stream whose server is gone may take a while to close
         opened_with = None  # self._blocks when the device was opened again
         while not self._closing.is_set():
             if self._stream is not None and self._blocks != opened_with:

@@ -96,7 +96,8 @@ class ModelInfo:
     def reason_rule(self, threshold: float | None = None) -> ReasonRule:
         """Reasons claimed only where held-out babies allowed it, from threshold (else the model's) up."""
         allowed = self.reason_claims is not None and self.reason_claims.allowed
-        return ReasonRule(self.uncertain_threshold if threshold is None else threshold, allowed)
+        return ReasonRule(self.uncertain_threshold if threshold is None else threshold, allowed,
+                          self.reason_claims.precision if allowed else None)
 
     def to_dict(self) -> dict:
         return {"model_file": self.model_file, "sha256": self.sha256, "classes": list(self.settings.classes),

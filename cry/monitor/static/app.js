@@ -47,10 +47,8 @@ function duration(seconds) {
   return `${minutes} min ${seconds % 60} s`;
 }
 
-function reasonText(reason, guesses) {
-  if (reason) return reason;
-  const list = (guesses || []).map(([c, p]) => `${c.replace("_", "/")} ${p.toFixed(2)}`).join(", ");
-  return list ? `reason uncertain (${list})` : "reason uncertain";
+function reasonText(e) {  // the server says the reason in words; an old history row may lack them
+  return e.reason_text || (e.reason ? e.reason : "reason not known");
 }
 
 // ---- now -----------------------------------------------------------------------------------
@@ -156,7 +154,7 @@ function renderTimeline() {
     when.textContent = `${clock(e.start)} – ${e.open ? "now" : e.end === null ? "?" : clock(e.end)}`;
     const how = document.createElement("span");
     how.className = "how";
-    how.textContent = `${lasted} · ${reasonText(e.reason, e.guesses)}`;
+    how.textContent = `${lasted} · ${reasonText(e)}`;
     li.append(when, how);
     return li;
   });
@@ -243,7 +241,7 @@ async function analyse(event) {
 function showUpload(name, answer) {
   const n = answer.windows.length;
   const heard = answer.episodes.map((e) => `${e.stream_start_seconds.toFixed(1)}–` +
-    `${(e.stream_start_seconds + e.duration_seconds).toFixed(1)} s, ${reasonText(e.reason, e.guesses)}`);
+    `${(e.stream_start_seconds + e.duration_seconds).toFixed(1)} s, ${reasonText(e)}`);
   $("upload-status").textContent = `${name}: ${answer.seconds.toFixed(1)} s at ${answer.sample_rate_hz} Hz.`;
   $("upload-summary").textContent = `Crying in ${answer.crying_windows} of ${n} windows. ` +
     (heard.length ? `Crying episodes: ${heard.join("; ")}.` : "No crying episode.");
