@@ -1,5 +1,7 @@
 # make run  : prepare data -> preprocess -> train -> evaluate (CORPUS=DIR, PRETRAINED=DIR: local copies;
-#             SOUNDS=DIR: the real-room report on a cry/ + not_cry/ tree, ../shared/sounds when present)
+#             SOUNDS=DIR: a cry/ + not_cry/ tree, ../shared/sounds when present: the detector trains on it,
+#             the real-room clip report plays it, and nights mixed from half its sources are scored by a
+#             detector that never heard those)
 # make test : the test suite (what CI runs)
 # make bench: speed and memory benchmarks
 PYTHON ?= python3
@@ -23,10 +25,12 @@ run: $(VENV)/.installed
 	$(PY) prepare_data.py $(if $(CORPUS),--source $(CORPUS)) $(if $(PRETRAINED),--models-source $(PRETRAINED)) \
 		|| [ $$? -eq 1 ]   # 1: some files skipped, listed
 	$(PY) preprocess_model.py || [ $$? -eq 1 ]
-	$(PY) train_model.py
+	$(PY) train_model.py $(if $(SOUNDS),--sounds $(SOUNDS) --night-check models/cry_detector_night_check.json)
 	$(PY) export_model.py || echo "note: LiteRT export not used; evaluation and live use the Keras model"
 	$(PY) evaluate_model.py
 	$(if $(SOUNDS),$(PY) evaluate_model.py --sounds $(SOUNDS))
+	$(if $(SOUNDS),$(PY) make_nights.py --sounds $(SOUNDS) --out data/nights)
+	$(if $(SOUNDS),$(PY) evaluate_model.py --events data/nights --detector models/cry_detector_night_check.json)
 
 test: $(VENV)/.installed
 	sh scripts/system-deps.sh test
@@ -46,4 +50,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py --model models/cry_model.keras
 
 clean:
-	rm -rf data/audio data/spectrograms data/generated data/detector_cache models reports
+	rm -rf data/audio data/spectrograms data/generated data/detector_cache data/nights models reports

@@ -9,10 +9,13 @@ Default: the trained model on its own held-out test babies (the split saved in i
         through the live path (detector + reason model), beside YAMNet zero-shot.
 --events DIR: long recordings with annotations (e.g. make_nights.py's nights) through the live
         path: cries caught, onset latency, false alarms per hour, episodes per cry, event F1.
+--feedback-check --sounds DIR: a parent's "not a cry" on the first false alarms of each kind of
+        sound: the rest of that source's alarms, and the cries caught, before and after.
 --detector-cv --sounds DIR: how the detector's design was chosen: each candidate recipe by
         source (the README's design table).
 Writes reports/evaluation.{json,md} and PNGs, reports/cv.json and a row of reports/experiments.md,
-reports/sounds.{json,md}, reports/events.{json,md}, or reports/detector_design.{json,md}.
+reports/sounds.{json,md}, reports/events.{json,md}, reports/feedback.{json,md}, or
+reports/detector_design.{json,md}.
 """
 from __future__ import annotations
 
@@ -90,9 +93,11 @@ def sounds(args) -> int:
 def events(args) -> int:
     """Long annotated recordings (a folder, e.g. make_nights.py's) through the live path."""
     from cry.assemble import load_live_path
-    from cry.detect.events import events_report, markdown
+    from cry.detect.events import annotated_recordings, events_report, markdown, read_annotations
     from cry.detect.nights import night_backgrounds
 
+    for _, notes in annotated_recordings(args.events):  # a bad folder is said before the models load
+        read_annotations(notes)
     detector = None if args.detector == "none" else Path(args.detector)
     path = load_live_path(args.model, detector, args.pretrained_dir)
     report = events_report(args.events, path, args.reports_dir, night_backgrounds(args.events),
@@ -102,12 +107,33 @@ def events(args) -> int:
     return 0
 
 
+def feedback_check(args) -> int:
+    """What marking K false alarms of a folder does to the rest of it, and to cries."""
+    from cry.detect import synth
+    from cry.detect.clip_report import check_sounds_dir
+    from cry.detect.feedback_check import feedback_report, markdown
+    from cry.detect.training import CACHE_DIR, GENERATED_DIR
+    from cry.yamnet import YamnetModel
+
+    if args.sounds is None:
+        raise UserError("--feedback-check needs --sounds DIR: the sounds whose false alarms are marked")
+    check_sounds_dir(args.sounds)
+    audio_dir = args.audio_dir or DEFAULT_AUDIO
+    if not audio_dir.is_dir():
+        raise UserError(f"{audio_dir}: no such folder (run prepare_data.py first)")
+    report = feedback_report([audio_dir, synth.generate(GENERATED_DIR, audio_dir)], args.sounds,
+                             YamnetModel.from_folder(args.pretrained_dir), shipped_live_settings(args),
+                             args.reports_dir, cache_dir=CACHE_DIR)
+    print(markdown(report))
+    print(f"feedback report written to {args.reports_dir / 'feedback.json'} and {args.reports_dir / 'feedback.md'}")
+    return 0
+
+
 def detector_design(args) -> int:
     """Each candidate detector recipe by source: the README's design table."""
     from cry.detect import design, synth
     from cry.detect.clip_report import check_sounds_dir
-    from cry.detect.training import CACHE_DIR, GENERATED_DIR, gather
-    from cry.yamnet import YamnetModel
+    from cry.detect.training import CACHE_DIR, GENERATED_DIR
 
     if args.sounds is None:
         raise UserError("--detector-cv needs --sounds DIR: the real-room clips the recipes are measured on")
@@ -115,25 +141,24 @@ def detector_design(args) -> int:
     audio_dir = args.audio_dir or DEFAULT_AUDIO
     if not audio_dir.is_dir():
         raise UserError(f"{audio_dir}: no such folder (run prepare_data.py first)")
-    train_clips = gather([audio_dir, synth.generate(GENERATED_DIR, audio_dir)])
-    sound_clips = gather([args.sounds])
-    live = shipped_live_settings(args)
-    report = design.design_report(train_clips, sound_clips, YamnetModel.from_folder(args.pretrained_dir), live,
-                                  args.reports_dir, CACHE_DIR)
+    report = design.design_report([audio_dir, synth.generate(GENERATED_DIR, audio_dir)], args.sounds,
+                                  shipped_live_settings(args), args.reports_dir, args.pretrained_dir, CACHE_DIR)
     print(design.design_markdown(report))
     print(f"detector design table written to {args.reports_dir / 'detector_design.json'} and "
-          f"{args.reports_dir / 'detector_design.md'}")
+          f"{args.reports_dir / 'detector_design.md'} (nights in {report['nights']})")
     return 0
 
 
 def shipped_live_settings(args):
     """The live settings of the shipped detector (what its recipes are measured under), else the defaults."""
-    from cry.detect.detector import load_detector
     from cry.params import LiveSettings
 
-    if args.detector != "none" and Path(args.detector).is_file():
+    try:
+        from cry.detect.detector import load_detector
+
         return load_detector(Path(args.detector), args.pretrained_dir).live
-    return LiveSettings()
+    except UserError:  # no detector yet, or one of another version: the defaults
+        return LiveSettings()
 
 
 def held_out(args) -> int:
@@ -166,6 +191,9 @@ def main(argv=None) -> int:
                       "them (<name>.txt: onset, offset, label), e.g. make_nights.py's: scored through the live path")
     room.add_argument("--detector-cv", action="store_true", help="measure each candidate detector recipe by source "
                       "(training folders by grouped 5-fold CV, --sounds held out)")
+    room.add_argument("--feedback-check", action="store_true", help="with --sounds: for each not-crying folder, a head "
+                      "that never heard it; its first 3 false alarms marked 'not a cry' (as a parent would); the rest "
+                      "of that folder's alarms, and the cries caught, before and after")
     room.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder, also for the --cv baseline on its "
                       f"embeddings (default: {PRETRAINED_DIR})")
     cv = parser.add_argument_group("cross-validation (--cv K)")
@@ -185,6 +213,8 @@ def main(argv=None) -> int:
         raise UserError("--bootstrap must be at least 1")
     if args.detector_cv:
         return detector_design(args)
+    if args.feedback_check:
+        return feedback_check(args)
     if args.events is not None:
         return events(args)
     if args.sounds is not None:

@@ -24,10 +24,11 @@ import numpy as np
 
 from cry import runtime
 from cry.assemble import load_live_path
+from cry.detect.feedback import DEFAULT_FOLDER as FEEDBACK_DIR
 from cry.deafness import ZEROS_SECONDS, Deafness
 from cry.files import UserError, run_main
 from cry.live_path import run
-from cry.monitor import mqtt, mqtt_config, notify, web
+from cry.monitor import marks, mqtt, mqtt_config, notify, web
 from cry.monitor.alerts import Alerts
 from cry.monitor.outputs import EpisodeLog, TerminalLine, Trace
 from cry.monitor.recording import Recording, check_recording_path
@@ -60,6 +61,15 @@ def parse_args(argv):
                         "head, with the live settings it was tuned under), or 'none': the reason model alone "
                         "decides crying (default: %(default)s)")
     parser.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder (default: {PRETRAINED_DIR})")
+    home = parser.add_argument_group("it learns this home: a parent's 'not a cry' and 'that was a cry' (also "
+                                     "buttons on the page) refit the detector at once; clips stay on this machine")
+    home.add_argument("--feedback-dir", default=str(FEEDBACK_DIR), metavar="DIR",
+                      help="the marks and marked clips (0600), applied at every start; 'none': no learning "
+                      "(default: %(default)s)")
+    home.add_argument("--mark-not-cry", action="append", default=[], type=Path, metavar="FILE",
+                      help="learn this recording as not a cry (a false alarm), then exit (repeatable)")
+    home.add_argument("--mark-cry", action="append", default=[], type=Path, metavar="FILE",
+                      help="learn this recording as a cry (a missed one), then exit (repeatable)")
     page, defaults = parser.add_argument_group("web page (a parent's view on a phone)"), web.PageOptions()
     page.add_argument("--serve", metavar="[HOST:]PORT", help="serve the page while listening, on 127.0.0.1 unless "
                       "HOST is given (e.g. 0.0.0.0:8000 for the phones of this network: a token is then required)")
@@ -102,7 +112,10 @@ def parse_args(argv):
                          f"{defaults.id_file}, or beside --history)")
     sensors.add_argument("--name", help="the device's name in Home Assistant (default: from --mqtt-id, e.g. "
                          f"nursery_2 -> 'Nursery 2'; {mqtt_config.DEFAULT_NAME!r} for the generated id)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.detector_path = None if args.detector == "none" else Path(args.detector)
+    args.feedback_dir = None if args.feedback_dir == "none" else Path(args.feedback_dir)
+    return args
 
 
 def early_outputs(args) -> tuple[list, list, web.Page]:
@@ -120,17 +133,41 @@ def early_outputs(args) -> tuple[list, list, web.Page]:
     return sensors, phones, page
 
 
-def all_outputs(args, path, sensors: list, phones: list, page: web.Page) -> list:
+def all_outputs(args, path, sensors: list, phones: list, page: web.Page, marker: marks.Marker | None) -> list:
     """Every output asked for, in the order they are told (and closed)."""
-    outputs = [TerminalLine()]
+    outputs = [TerminalLine()] + ([marker] if marker else [])
     if args.log:
         outputs.append(EpisodeLog(args.log))
     if args.trace:
         outputs.append(Trace(args.trace))
-    outputs += page.outputs(path)  # the episode history and the page, when asked
+    outputs += page.outputs(path, marker)  # the episode history and the page, when asked
     outputs += sensors
     name = args.name or (mqtt_config.device_name(args.mqtt_id) if args.mqtt_id else mqtt_config.DEFAULT_NAME)
     return outputs + notify.notify_outputs(phones, Alerts(args.alert_after, args.alert_cooldown), name)
+
+
+def fan_out(taps: list):
+    """One tap for the ring from several (or None)."""
+    if len(taps) <= 1:
+        return taps[0] if taps else None
+    return lambda samples: [tap(samples) for tap in taps]
+
+
+def mark_files(args) -> int:
+    """--mark-cry / --mark-not-cry: each recording through the live path, learnt, and said."""
+    if args.feedback_dir is None or args.detector_path is None:
+        raise UserError("cannot mark sounds: " + ("--feedback-dir none" if args.feedback_dir is None
+                                                  else "no detector (--detector none)"))
+    for file in args.mark_cry + args.mark_not_cry:  # now, not after the models have loaded
+        if not file.is_file():
+            raise UserError(f"{file}: no such file")
+    path = load_live_path(args.model, args.detector_path, args.pretrained_dir, args.threshold)
+    learning = marks.home_learning(path, args.detector_path, args.feedback_dir, needed=True)
+    for label, files in (("cry", args.mark_cry), ("not_cry", args.mark_not_cry)):
+        for file in files:
+            print(f"{file}: {marks.mark_file(file, label, path, learning).text()}")
+    print(f"wrote {learning.path}", file=sys.stderr)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -144,11 +181,12 @@ def main(argv=None) -> int:
         raise UserError("--deaf-after must be > 0 seconds")
     if args.save_audio:  # now, not after a night of listening
         check_recording_path(args.save_audio)
+    if args.mark_cry or args.mark_not_cry:
+        return mark_files(args)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     source = file_source(args.file, args.fast) if args.file else MicrophoneSource(device)  # fails fast
     sensors, phones, page = early_outputs(args)  # checked (broker connected, port taken) before the model loads
-    path = load_live_path(args.model, None if args.detector == "none" else Path(args.detector),
-                          args.pretrained_dir, args.threshold)
+    path = load_live_path(args.model, args.detector_path, args.pretrained_dir, args.threshold)
     if path.live.window_seconds > RING_SECONDS:
         raise UserError(f"windows of {path.live.window_seconds} s exceed the {RING_SECONDS} s buffer")
     session = path.session()
@@ -156,9 +194,11 @@ def main(argv=None) -> int:
     path.scorer(warm_up, source.samplerate)  # the models' first call is slow: not on the first answer
     path.scorer.reasons(path.scorer.reason_window(warm_up, source.samplerate))  # nor on the first cry
 
+    learning = marks.home_learning(path, args.detector_path, args.feedback_dir, needed=False)
+    marker = marks.Marker(learning, source.samplerate, path.live.window_seconds) if learning else None
     recording = Recording(args.save_audio, source.samplerate) if args.save_audio else None
-    source.ring.tap = recording.write if recording else None
-    outputs = all_outputs(args, path, sensors, phones, page)
+    source.ring.tap = fan_out([tap for tap in (recording and recording.write, marker and marker.tap) if tap])
+    outputs = all_outputs(args, path, sensors, phones, page, marker)
     print(f"listening to {source.label} at {source.samplerate} Hz, an answer every {path.live.hop_seconds:g} s; "
           f"Ctrl-C (or SIGTERM) ends", file=sys.stderr, flush=True)
     why = run(source, session, outputs, args.duration, None if args.file else Deafness(args.deaf_after))

@@ -6,8 +6,9 @@ models/<name>_curves.png. Balancing and augmentation touch training data only. A
 continues from its last epoch with --resume.
 
 Then the crying detector (models/cry_detector.json): a head on YAMNet's embeddings trained on the
-corpus (--audio-dir) and generated speech, music and noise, never on the real-room sounds that
-evaluate_model.py --sounds measures it with. --detector none skips it.
+corpus (--audio-dir), generated speech, music and noise, and the sound trees given with --sounds,
+its threshold tuned on held-out sources under the live settings it is saved with. --detector none
+skips it.
 """
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
     parser.add_argument("--detector", default=str(DEFAULT_DETECTOR),
                         help="where the crying detector goes, or 'none' to skip it (default: %(default)s)")
+    parser.add_argument("--sounds", type=Path, action="append", default=[], metavar="DIR",
+                        help="a cry/ + not_cry/ tree the detector also trains on (e.g. ../shared/sounds; repeatable)")
+    parser.add_argument("--night-check", type=Path, metavar="PATH",
+                        help="also write a detector that never heard the sources make_nights.py mixes by default, "
+                        "for an honest evaluate_model.py --events report (e.g. models/cry_detector_night_check.json)")
     parser.add_argument("--live-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="change a live setting the detector is tuned under and saved with, e.g. hop_seconds=1 "
                         f"(defaults: {LiveSettings().to_dict()})")
@@ -69,6 +75,9 @@ def main(argv=None) -> int:
         yamnet_files(args.pretrained_dir)
         if not args.audio_dir.is_dir():
             raise UserError(f"{args.audio_dir}: no such folder (run prepare_data.py first, or --detector none)")
+        for folder in args.sounds:
+            if not folder.is_dir():
+                raise UserError(f"--sounds {folder}: no such folder")
 
     settings = read_settings(args.data_dir)
     windows = index_spectrograms(args.data_dir)
@@ -109,8 +118,12 @@ def main(argv=None) -> int:
         from cry.detect.detector import describe
         from cry.detect.training import train_on_corpus
 
-        detector = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir, live)
-        print(f"detector written to {args.detector}: {describe(detector)}")
+        made = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir, live, args.sounds,
+                               args.night_check)
+        print(f"detector written to {args.detector}: {describe(made[0])}")
+        if args.night_check:
+            print(f"night-check detector (never heard the sources of make_nights.py's nights) written to "
+                  f"{args.night_check}: {describe(made[1])}")
     return 0
 
 

@@ -91,6 +91,8 @@ class WindowScores:
     cry_probability: float | None = None   # the detector's, calibrated; None: quiet, no model call
     heard: str = "quiet"                    # what the sound is, in a word: speech, music, crying, ...
     reasons: np.ndarray | None = None       # calibrated class probabilities [n_classes] of a cry
+    embedding: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)  # the detector's view
+    gated: bool = False                     # the detector's gates held it back (see cry.detect.detector.Head)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,15 +92,17 @@ class Scorer:
         level = rms_dbfs(window)
         if is_quiet(level, self.live.quiet_dbfs):
             return WindowScores(level)
+        embedding, gated = None, False
         if self.detector is not None:
-            cry_probability, heard = self.detector(window, rate, end, cache)
+            judged = self.detector.judge(window, rate, end, cache)
+            cry_probability, heard, embedding, gated = judged.probability, judged.heard, judged.embedding, judged.gated
             if cry_probability <= self.cry_threshold:
-                return WindowScores(level, cry_probability, heard)
+                return WindowScores(level, cry_probability, heard, embedding=embedding, gated=gated)
         reasons = self.reasons(self.reason_window(window, rate))
         if self.detector is None:
             cry_probability = 1.0 - float(reasons[SILENCE])
             heard = "crying" if cry_probability > self.cry_threshold else "room tone"
-        return WindowScores(level, cry_probability, heard, reasons)
+        return WindowScores(level, cry_probability, heard, reasons, embedding, gated)
 
 
 class LivePath:

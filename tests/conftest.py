@@ -18,6 +18,17 @@ CORPUS = Path(os.environ.get("CRY_CORPUS", ROOT.parent / "shared" / "donateacry-
 PRETRAINED = Path(os.environ.get("CRY_PRETRAINED", ROOT.parent / "shared" / "models"))
 
 
+SHARED = ROOT.parent / "shared"
+MODELS, SOUNDS = SHARED / "models", SHARED / "sounds"
+CORPUS_DATA = CORPUS / "donateacry_corpus_cleaned_and_updated_data"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not found (the shared corpus, models and sounds beside the repository)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The local Donate-a-Cry copy; tests that need it skip, saying why, where it is absent."""
@@ -169,3 +180,51 @@ def mic_feed():
 
 
 pytest_plugins = ["robustness_summary"]  # prints the robustness figure (tests/robustness_summary.py)
+
+
+# ---- a small crying detector, trained once ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def yamnet():
+    from cry.yamnet import YamnetModel
+
+    return YamnetModel.from_folder(need(MODELS))
+
+
+@pytest.fixture(scope="session")
+def small_detector(yamnet, tmp_path_factory):
+    """A detector trained by train_detector on a small tree: 30 corpus cries (one per baby, the
+    first babies in name order) against generated speech, music, noise and tones."""
+    import shutil
+
+    import soundfile as sf
+
+    from cry.corpus import baby_id
+    from cry.detect import synth
+    from cry.detect.training import train_detector
+
+    rate = 16000
+    if not (shutil.which("espeak-ng") and shutil.which("sox")):
+        pytest.skip("espeak-ng and sox are needed to generate not-crying sounds (scripts/system-deps.sh)")
+    root = tmp_path_factory.mktemp("detector") / "train"
+    babies = {}
+    for path in sorted(need(CORPUS_DATA).rglob("*.wav")):
+        babies.setdefault(baby_id(path), path)
+    trained = sorted(babies)[:30]
+    for path in (babies[b] for b in trained):
+        (root / "cry" / "corpus").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "cry" / "corpus" / path.name)
+    rng = np.random.default_rng(0)
+    voices = ["en-us+m1", "en-us+f2", "fr-fr+f4", "de+m3", "es+Annie", "it+klatt", "hu+m7", "pl+f1"]
+    negatives = [("speech", synth.speak("Good morning, did you sleep well tonight?", v, 50, 160)) for v in voices]
+    negatives += [("music", synth.played(rng)) for _ in range(4)] + [("music", synth.music(rng)) for _ in range(3)]
+    negatives += [("noise", synth.noise(k, 4 * rate, rng)) for k in ("white", "pink", "brown", "fan")]
+    negatives += [("tones", synth.tone(rng)) for _ in range(4)]
+    for i, (kind, audio) in enumerate(negatives):
+        (root / "not_cry" / kind).mkdir(parents=True, exist_ok=True)
+        sf.write(str(root / "not_cry" / kind / f"{kind}_{i}.wav"), synth.at_level(audio, -26.0), rate)
+    out = root.parent / "cry_detector.json"
+    detector = train_detector([root], out, yamnet=yamnet)
+    return detector, out, set(trained)
+
+

@@ -16,13 +16,13 @@ from tqdm import tqdm
 
 from cry.decision import Decision, State, WindowScores
 from cry.detect import detector as det
+from cry.detect.feedback import sample_path, save_sample
 from cry.detect.sounds import Clip, groups, list_clips, load_clip
 from cry.files import UserError
 from cry.params import DEFAULT_DETECTOR, LiveSettings
 
 GENERATED_DIR = Path("data/generated")     # cry.detect.synth's sounds, made once
 CACHE_DIR = Path("data/detector_cache")    # YAMNet's view of every training clip, made once
-LOUD_WITHIN_DB = 20.0  # windows of a crying clip this far below its loudest are its room tone: not trained as crying
 THRESHOLDS = np.concatenate([np.arange(0.50, 0.95, 0.01), np.arange(0.95, 0.9995, 0.0025)])
 
 
@@ -56,13 +56,11 @@ def _cache_path(cache_dir: Path, path: Path, band_hz: int | None, live: LiveSett
 
 
 def training_windows(tables: list[dict], clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
-    """(mean embeddings [n, 1024], labels [n]) of the heard windows; of a crying clip only the windows
-    within LOUD_WITHIN_DB of its loudest, since a recording of a cry also holds pauses and room tone."""
+    """(mean embeddings [n, 1024], labels [n]) of the heard windows; of a crying clip only its
+    loud part (det.loud_part)."""
     x, y = [], []
     for table, clip in zip(tables, clips):
-        keep = table["heard"].copy()
-        if clip.label == 1 and keep.any():
-            keep &= table["level_dbfs"] >= table["level_dbfs"][keep].max() - LOUD_WITHIN_DB
+        keep = det.loud_part(table["level_dbfs"], table["heard"]) if clip.label == 1 else table["heard"]
         x.append(table["embedding"][keep])
         y.append(np.full(int(keep.sum()), clip.label))
     return np.concatenate(x), np.concatenate(y)
@@ -145,24 +143,26 @@ def gather(audio_dirs: list[Path]) -> list[Clip]:
 def train_detector(audio_dirs: list[Path], out_path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None,
                    band_hz: int | None = det.BAND_HZ, live: LiveSettings = LiveSettings(),
                    cache_dir: Path | None = None, seed: int = 0, yamnet=None,
-                   yamnet_model: str = "coral") -> det.Detector:
-    """Train the crying detector on these folders (the corpus from prepare_data.py and the sounds
-    cry.detect.synth generates; never the real-room test set) and save it to out_path, with the
-    live settings its threshold was tuned under (on held-out sources of the same folders).
-    Returns the loaded detector."""
+                   yamnet_model: str = "coral", leave_out: set | None = None) -> det.Detector:
+    """Train the crying detector on these folders (the corpus from prepare_data.py, the sounds
+    cry.detect.synth generates, sound trees such as ../shared/sounds) and save it to out_path, with
+    the live settings its threshold was tuned under (on held-out sources of the same folders).
+    leave_out: sources never to train on (those a night check is made of). Returns the loaded detector."""
     from cry.yamnet import YamnetModel
 
     yamnet = yamnet or YamnetModel.from_folder(yamnet_dir, yamnet_model)
-    clips = gather([Path(d) for d in audio_dirs])
+    clips = [c for c in gather([Path(d) for d in audio_dirs]) if c.source not in (leave_out or set())]
     tables = clip_tables(clips, yamnet, band_hz, live, cache_dir)
     head, threshold = fit_with_threshold(tables, clips, live, seed)
     info = det.DetectorInfo(
         threshold, band_hz, live,
         trained_on={str(d): sorted({c.folder for c in clips if _below(c.path, d)}) for d in audio_dirs},
         clips=len(clips), sources=len({c.source for c in clips}), seed=seed,
+        left_out=sorted(leave_out or ()),
         threshold_rule=f"most crying clips detected with at most {det.MAX_ALARM_SHARE:.0%} of not-crying "
                        f"clips alarmed, on held-out sources (5 grouped folds)")
     det.save_detector(out_path, head, info, getattr(yamnet, "name", "coral"))
+    save_sample(sample_path(out_path), *training_windows(tables, clips), seed=seed)  # for a home's feedback
     return det.load_detector(out_path, yamnet=yamnet)
 
 
@@ -171,11 +171,21 @@ def _below(path: Path, folder: Path) -> bool:
 
 
 def train_on_corpus(audio_dir: Path, out_path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None,
-                    live: LiveSettings = LiveSettings(), generated_dir: Path = GENERATED_DIR,
-                    cache_dir: Path = CACHE_DIR) -> det.Detector:
+                    live: LiveSettings = LiveSettings(), sounds: list[Path] = (), night_check: Path | None = None,
+                    generated_dir: Path = GENERATED_DIR, cache_dir: Path = CACHE_DIR) -> list[det.Detector]:
     """What train_model.py runs: the sounds cry.detect.synth generates (made once, then reused)
-    beside the corpus from prepare_data.py, then train_detector on both."""
+    beside the corpus from prepare_data.py and the sound trees given, then train_detector on all
+    of them; with night_check, a second detector that never heard the sources of the nights
+    make_nights.py mixes by default (group 0 of 2 of the sound trees' and the corpus's cries and
+    not-crying sounds), for an honest night report. Returns the detectors made."""
     from cry.detect import synth
+    from cry.detect.nights import source_groups
 
-    generated = synth.generate(generated_dir, audio_dir)
-    return train_detector([audio_dir, generated], out_path, yamnet_dir, live=live, cache_dir=cache_dir)
+    folders = [audio_dir, synth.generate(generated_dir, audio_dir), *sounds]
+    made = [train_detector(folders, out_path, yamnet_dir, live=live, cache_dir=cache_dir)]
+    if night_check is not None:
+        pool = [c for c in gather([*sounds, audio_dir]) if c.folder != "corpus/silence"]
+        groups = source_groups(pool)
+        made.append(train_detector(folders, night_check, yamnet_dir, live=live, cache_dir=cache_dir,
+                                   yamnet=made[0].yamnet, leave_out={s for s, g in groups.items() if g == 0}))
+    return made

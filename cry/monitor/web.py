@@ -149,9 +149,10 @@ class Page:
         path = options.history or (DEFAULT_HISTORY if options.serve else None)
         self.history = History(path) if path else None
 
-    def outputs(self, path) -> list[Output]:
+    def outputs(self, path, marker=None) -> list[Output]:
         """The history's writer and the page's output, whose server is running and whose address is
-        printed when this returns. path: the cry.live_path.LivePath that uploads go through too."""
+        printed when this returns. path: the cry.live_path.LivePath that uploads go through too;
+        marker: the cry.monitor.marks.Marker that a parent's marks go to (None: marking is off)."""
         from functools import partial
 
         from cry.monitor import upload
@@ -163,7 +164,7 @@ class Page:
             web = WebOutput(self.history, Alerts(options.alert_after_seconds, options.alert_cooldown_seconds),
                             path.scorer.cry_threshold, max_clients=min(MAX_CLIENTS, limits.max_connections // 2))
             app = create_app(web, partial(upload.answer, path=path), self.token, self.host,
-                             int(options.max_upload_mb * 2**20))
+                             int(options.max_upload_mb * 2**20), feedback=marker and marker.mark_request)
             web.server = Server(app, self.sock, limits)
             outputs.append(web)  # before the history: closed first, so no page reads a closed database
             port, host = self.sock.getsockname()[1], self.host

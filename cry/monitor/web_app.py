@@ -25,11 +25,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from cry.decision import State
+from cry.files import UserError
 from cry.monitor.upload import UploadError
 from cry.monitor.web_guard import Guard, Throttle
 from cry.monitor.web_state import KEEPALIVE_SECONDS, WebOutput, sse
 
 STATIC = Path(__file__).with_name("static")
+MAX_FEEDBACK_BYTES = 1024
 FORM_TYPES = ("multipart/", "application/x-www-form-urlencoded", "text/")  # a form's bodies, never a recording
 
 
@@ -45,10 +47,11 @@ def parse_since(text: str | None) -> float:
 
 
 def create_app(web: WebOutput, upload=None, token: str | None = None, host: str = "127.0.0.1",
-               max_upload_bytes: int = 20 * 2**20, throttle: Throttle | None = None):
+               max_upload_bytes: int = 20 * 2**20, throttle: Throttle | None = None, feedback=None):
     """The FastAPI app behind its Guard. upload: bytes -> JSON-ready answer (cry.upload.answer with
-    the model bound), raising UploadError; None: no uploads (503). A fresh per-page token is put in
-    the page for its script to send with uploads."""
+    the model bound), raising UploadError; None: no uploads (503). feedback: a parent's mark
+    (cry.monitor.marks.Marker.mark_request), raising UserError; None: marking is off (503). A fresh
+    per-page token is put in the page for its script to send with uploads and marks."""
     @contextlib.asynccontextmanager
     async def lifespan(app):
         web.loop = asyncio.get_running_loop()
@@ -140,5 +143,29 @@ def create_app(web: WebOutput, upload=None, token: str | None = None, host: str 
             return Response(status_code=400)
         finally:
             analysing.release()
+
+    @app.post("/api/feedback")
+    async def feedback_route(request: Request):
+        """{"label": "not_cry" or "cry", and "episode_start" (an episode's start time) or "seconds"
+        (the last so many seconds heard)}: learnt at once, the clip kept on this machine."""
+        if feedback is None:
+            return error("marking is off here (no detector, or its training sample is missing)", 503)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FEEDBACK_BYTES:
+                return error("a mark is a small JSON object", 413)
+        try:
+            mark = json.loads(body)
+            label, start, seconds = mark["label"], mark.get("episode_start"), mark.get("seconds")
+            numbers = all(v is None or isinstance(v, (int, float)) for v in (start, seconds))
+            if not isinstance(label, str) or not numbers:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return error('send {"label": "not_cry" or "cry", "episode_start": <its start> or "seconds": <n>}')
+        try:
+            return await run_in_threadpool(feedback, label, start, seconds)
+        except UserError as exc:
+            return error(str(exc), 409 if start is not None else 400)
 
     return Guard(app, token, host, page_token, throttle)

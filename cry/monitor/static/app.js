@@ -1,5 +1,6 @@
 // The cry monitor's page: live state by Server-Sent Events, a 10-minute chart, the night's
-// episodes, alerts (notification + a sound made with WebAudio) and a recording upload.
+// episodes, alerts (notification + a sound made with WebAudio), a recording upload, and a
+// parent's marks ("Not a cry" on an episode, "That was a cry"), which the monitor learns at once.
 "use strict";
 
 const TOKEN = new URLSearchParams(location.search).get("token");
@@ -156,6 +157,7 @@ function renderTimeline() {
     how.className = "how";
     how.textContent = `${lasted} · ${reasonText(e)}`;
     li.append(when, how);
+    if (!e.open && e.end !== null) li.append(markButton(e));
     return li;
   });
   $("timeline").replaceChildren(...rows);
@@ -163,6 +165,41 @@ function renderTimeline() {
   const seconds = list.reduce((sum, e) => sum + (e.open ? now - e.start : e.duration_seconds || 0), 0);
   $("totals").textContent = `${list.length} episode${list.length === 1 ? "" : "s"}, ` +
     `${(seconds / 60).toFixed(1)} minutes crying`;
+}
+
+// ---- a parent's marks ------------------------------------------------------------------------
+
+const marked = new Map();  // episode start -> what the monitor said when it was marked
+
+function markButton(e) {
+  if (marked.has(e.start)) {
+    const done = document.createElement("span");
+    done.className = "marked";
+    done.textContent = "marked: not a cry";
+    return done;
+  }
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "not-cry";
+  button.textContent = "Not a cry";
+  button.title = "a false alarm: the monitor learns this sound and keeps the clip on its machine";
+  button.addEventListener("click", () => mark({label: "not_cry", episode_start: e.start}, e.start));
+  return button;
+}
+
+async function mark(body, episodeStart = null) {
+  $("mark-status").textContent = "Learning…";
+  try {
+    const response = await fetch(url("/api/feedback"), {method: "POST", body: JSON.stringify(body),
+      headers: {"Content-Type": "application/json", "X-Page-Token": PAGE_TOKEN}});
+    const answer = await response.json().catch(() => ({error: `the server answered ${response.status}`}));
+    if (!response.ok) { $("mark-status").textContent = `Not learnt: ${answer.error}`; return; }
+    if (episodeStart !== null) marked.set(episodeStart, answer);
+    $("mark-status").textContent = `Learnt: ${answer.text}.`;
+    renderTimeline();
+  } catch (error) {
+    $("mark-status").textContent = `Not learnt: ${error.message}`;
+  }
 }
 
 // ---- alerts --------------------------------------------------------------------------------
@@ -315,6 +352,7 @@ async function start() {
   $("allow").addEventListener("click", allowAlerts);
   $("test").addEventListener("click", () => alertUser(null, true));
   $("upload-form").addEventListener("submit", analyse);
+  $("was-cry").addEventListener("click", () => mark({label: "cry", seconds: 60}));
   window.addEventListener("resize", drawChartSoon);
   await refresh();
   connect();
