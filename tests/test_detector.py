@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import CORPUS, ROOT, tone
+from conftest import CORPUS_DATA, ROOT, need, tone
 
-from cry.audio import decode, is_quiet, resample, rms_dbfs
+from cry.audio import decode, resample
 from cry.corpus import baby_id
 from cry.decision import Decision, State, WindowScores
 from cry.detect import clip_report, synth
@@ -17,18 +17,12 @@ from cry.detect import detector as det
 from cry.detect import training as dt
 from cry.detect.sounds import list_clips, source_of
 from cry.files import UserError
-from cry.live_path import LivePath
+from cry.live_path import LivePath, Scorer, clip_window_ends
+from cry.patches import patches_per_window
 
 SHARED = ROOT.parent / "shared"
 MODELS, SOUNDS = SHARED / "models", SHARED / "sounds"
-CORPUS_DATA = CORPUS / "donateacry_corpus_cleaned_and_updated_data"
 RATE = 16000
-
-
-def need(path):
-    if not path.exists():
-        pytest.skip(f"{path} not found (the shared corpus, models and sounds beside the repository)")
-    return path
 
 
 def one_line(fn) -> str:
@@ -37,41 +31,6 @@ def one_line(fn) -> str:
     message = str(caught.value)
     assert "\n" not in message and "Traceback" not in message
     return message
-
-
-@pytest.fixture(scope="module")
-def yamnet():
-    from cry.yamnet import YamnetModel
-
-    return YamnetModel.from_folder(need(MODELS))
-
-
-@pytest.fixture(scope="module")
-def small_detector(yamnet, tmp_path_factory):
-    """A detector trained by train_detector on a small tree: 30 corpus cries (one per baby, the
-    first babies in name order) against generated speech, music, noise and tones."""
-    if not (shutil.which("espeak-ng") and shutil.which("sox")):
-        pytest.skip("espeak-ng and sox are needed to generate not-crying sounds (scripts/system-deps.sh)")
-    root = tmp_path_factory.mktemp("detector") / "train"
-    babies = {}
-    for path in sorted(need(CORPUS_DATA).rglob("*.wav")):
-        babies.setdefault(baby_id(path), path)
-    trained = sorted(babies)[:30]
-    for path in (babies[b] for b in trained):
-        (root / "cry" / "corpus").mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, root / "cry" / "corpus" / path.name)
-    rng = np.random.default_rng(0)
-    voices = ["en-us+m1", "en-us+f2", "fr-fr+f4", "de+m3", "es+Annie", "it+klatt", "hu+m7", "pl+f1"]
-    negatives = [("speech", synth.speak("Good morning, did you sleep well tonight?", v, 50, 160)) for v in voices]
-    negatives += [("music", synth.played(rng)) for _ in range(4)] + [("music", synth.music(rng)) for _ in range(3)]
-    negatives += [("noise", synth.noise(k, 4 * RATE, rng)) for k in ("white", "pink", "brown", "fan")]
-    negatives += [("tones", synth.tone(rng)) for _ in range(4)]
-    for i, (kind, audio) in enumerate(negatives):
-        (root / "not_cry" / kind).mkdir(parents=True, exist_ok=True)
-        sf.write(str(root / "not_cry" / kind / f"{kind}_{i}.wav"), synth.at_level(audio, -26.0), RATE)
-    out = root.parent / "cry_detector.json"
-    detector = dt.train_detector([root], out, yamnet=yamnet)
-    return detector, out, set(trained)
 
 
 def crying_answers(detector, audio: np.ndarray, rate: int) -> int:
@@ -182,19 +141,6 @@ def test_generated_sounds_are_deterministic():
     assert abs(10 * np.log10(1.0 / np.mean(mixed ** 2)) - 10.0) < 0.01
 
 
-class DetectorOnlyScorer:
-    """The Scorer's detector step without a reason model: enough for the report's bookkeeping."""
-
-    def __init__(self, detector):
-        self.detector, self.live, self.cry_threshold = detector, detector.live, detector.threshold
-
-    def __call__(self, window, rate, end=None, cache=None):
-        level = rms_dbfs(window)
-        if is_quiet(level, self.live.quiet_dbfs):
-            return WindowScores(level)
-        return WindowScores(level, *self.detector(window, rate, end, cache))
-
-
 def test_the_report_on_a_tiny_tree(small_detector, tmp_path):
     detector, _, trained_babies = small_detector
     tree = tmp_path / "sounds"
@@ -205,7 +151,7 @@ def test_the_report_on_a_tiny_tree(small_detector, tmp_path):
     sf.write(str(tree / "not_cry" / "lab" / "tones" / "a.wav"), tone(440.0, 4.0, 44100), 44100)
     sf.write(str(tree / "not_cry" / "lab" / "tones" / "short.wav"), tone(440.0, 0.5, 44100), 44100)
 
-    report = clip_report.sounds_report(tree, LivePath(DetectorOnlyScorer(detector)), detector.yamnet,
+    report = clip_report.sounds_report(tree, LivePath(Scorer(None, detector.live, detector)), detector.yamnet,
                                        tmp_path / "reports")
     saved = json.loads((tmp_path / "reports" / "sounds.json").read_text())
     assert saved == json.loads(json.dumps(report))
@@ -295,3 +241,38 @@ def test_the_design_table_is_made_by_a_command(small_detector, tmp_path):
     done = run_script("evaluate_model.py", "--detector-cv", ok=(2,))
     assert done.stderr.strip() == "error: --detector-cv needs --sounds DIR: the real-room clips the recipes are " \
                                   "measured on"
+
+
+class CountingYamnet:
+    """A YAMNet that counts the patches it is asked for (and answers as the real one does)."""
+
+    def __init__(self, yamnet):
+        self.yamnet, self.patches = yamnet, 0
+
+    def wave_patches(self, waves):
+        self.patches += len(waves)
+        return self.yamnet.wave_patches(waves)
+
+
+def test_each_patch_is_computed_once_with_the_numbers_of_a_window_alone(small_detector):
+    """A minute of a cry over room tone, at a device rate: the detector's table (audio_windows) and
+    a stream through a Session ask YAMNet for one new patch per hop (K for the first window), and
+    every window's answer is, bit for bit, the answer for that window alone (all its patches new)."""
+    detector, _, _ = small_detector
+    rate, rng = 44100, np.random.default_rng(3)
+    cry, cry_rate = decode(sorted(CORPUS_DATA.rglob("*.wav"))[0])
+    audio = synth.noise("pink", 60 * rate, rng) * 0.01
+    audio[10 * rate:10 * rate + len(resample(cry, cry_rate, rate))] += resample(cry, cry_rate, rate)
+    ends = clip_window_ends(len(audio), rate, detector.live)
+    k = patches_per_window(detector.live)
+    counting = CountingYamnet(detector.yamnet)
+    table = det.audio_windows(counting, audio, rate, detector.band_hz, detector.live)
+    assert table["heard"].all() and counting.patches == len(ends) + k - 1
+
+    counted = det.Detector(detector.head, detector.info, CountingYamnet(detector.yamnet))
+    session = LivePath(Scorer(None, detector.live, counted)).session()
+    size = int(detector.live.window_seconds * rate)
+    streamed = [session.score(audio[end - size:end], rate, end).cry_probability for end in ends]
+    assert counted.yamnet.patches == len(ends) + k - 1 == session.patches.computed
+    alone = [detector(audio[end - size:end], rate)[0] for end in ends]
+    assert streamed == alone and max(alone) > detector.threshold  # the cry is heard, and identically
