@@ -3,8 +3,8 @@
 The recordings are corpus cries (bouts of several recordings with pauses, as a cry is) over pink
 room tone, with a tone that is no cry, in three formats and rates (a 16 kHz WAV with an
 annotation file beside it, a 44.1 kHz stereo FLAC, a 22.05 kHz Ogg Vorbis) and a broken file.
-The cluster is started once for the module (cry's tests/ray_cluster.py: a head and a worker node
-on 127.0.0.1) and stopped at its end.
+The cluster is started once for the module (cry.local_cluster: a head and a worker node on
+127.0.0.1) and stopped at its end.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import ROOT, SHARED_MODELS, run_script, tone
-from ray_cluster import DRIVER_ENV, LocalCluster
 
 from cry.audio import resample
 from cry.detect import synth
+from cry.local_cluster import DRIVER_ENV, LocalCluster
 
 # recording -> (rate, channels, seconds, cry onsets)
 RECORDINGS = {"home/day.wav": (16000, 1, 200, (30.0, 100.0, 160.0)), "home/night.flac": (44100, 2, 80, (40.0,)),
@@ -166,11 +166,8 @@ def test_pieces_in_a_local_pool_equal_one_pass(recordings, reference, small_dete
 
 @pytest.fixture(scope="module")
 def cluster():
-    started = LocalCluster(nodes=2)
-    try:
-        yield started.start()
-    finally:
-        started.stop()
+    with LocalCluster(nodes=2) as started:
+        yield started
 
 
 def test_a_scan_over_a_ray_cluster_equals_one_without(recordings, reference, small_detector, cluster, tmp_path):

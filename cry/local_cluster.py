@@ -1,5 +1,6 @@
-"""A real Ray cluster on 127.0.0.1 for the tests: a head and a second worker node, one CPU each,
-dashboard off, every port its own (so that other clusters on this machine are not touched).
+"""A real Ray cluster on this machine, on 127.0.0.1 only: what the tests and the benchmarks run
+--ray against (a head and worker nodes of one CPU each, dashboard off, every port its own, so
+that other clusters on the machine are not touched). A real cluster is started with `ray start`.
 
 Each node is `ray start --block` in a session of its own; stopping sends SIGTERM to that process
 (which stops the node's processes) and then kills what is left of its session, by id: never
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +46,9 @@ def node_ports() -> list[str]:
 
 
 class LocalCluster:
+    """`nodes` Ray nodes of one CPU each on 127.0.0.1; `address` is the head's, for --ray. Use as
+    a context manager, or start() and stop()."""
+
     def __init__(self, nodes: int = 2):
         self.nodes, self.processes = nodes, []
         self.temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a limit
@@ -51,7 +56,8 @@ class LocalCluster:
         self.log = Path(self.temp_dir) / "start.log"
 
     def _start(self, args: list[str]) -> None:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OPENBLAS_NUM_THREADS": "1"}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OPENBLAS_NUM_THREADS": "1",
+               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # a node, even of a process that drives it (DRIVER_ENV)
         with open(self.log, "a") as log:
             command = [sys.executable, "-c", RAY_START, "start", "--block", "--num-cpus", "1", "--node-ip-address",
                        "127.0.0.1", "--disable-usage-stats", "--object-store-memory", str(100 * 2**20), *node_ports(),
@@ -60,29 +66,53 @@ class LocalCluster:
                                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True))
 
     def start(self, timeout: float = 120) -> LocalCluster:
-        port = self.address.rsplit(":", 1)[1]
+        host, port = self.address.rsplit(":", 1)
         self._start(["--head", "--port", port, "--include-dashboard=false", "--dashboard-port", str(free_port()),
                      "--ray-client-server-port", str(free_port()), "--temp-dir", self.temp_dir])
-        self._wait_for(1, timeout)
+        deadline = time.monotonic() + timeout
+        while not self._accepts(host, int(port)):  # the head's GCS: what the other nodes join
+            self._check(deadline)
+            time.sleep(0.2)
         for _ in range(self.nodes - 1):
             self._start(["--address", self.address])
-        self._wait_for(self.nodes, timeout)
+        self._wait_for(self.nodes, deadline)
         return self
 
-    def _wait_for(self, nodes: int, timeout: float) -> None:
-        """Until the cluster says it has `nodes` alive (asked through a short-lived driver)."""
-        code = (f"import ray; ray.init(address={self.address!r}, logging_level='ERROR', log_to_driver=False); "
-                "print(sum(n['Alive'] for n in ray.nodes()))")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self.processes):
-                raise RuntimeError(f"a Ray node stopped while starting:\n{self.log.read_text()[-3000:]}")
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+    @staticmethod
+    def _accepts(host: str, port: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex((host, port)) == 0
+
+    def _check(self, deadline: float) -> None:
+        if any(p.poll() is not None for p in self.processes):
+            raise RuntimeError(f"a Ray node stopped while starting:\n{self.log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Ray cluster did not come up in time:\n{self.log.read_text()[-3000:]}")
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            return self.start()
+        except BaseException:  # a node that did start is stopped all the same
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _wait_for(self, nodes: int, deadline: float) -> None:
+        """Until the cluster says it has `nodes` alive (asked by a driver of its own, in a process
+        of its own, so that this one has not joined the cluster)."""
+        until = time.time() + deadline - time.monotonic()  # the deadline on the wall clock, for that process
+        code = (f"import ray, time\nray.init(address={self.address!r}, logging_level='ERROR', log_to_driver=False)\n"
+                f"while sum(n['Alive'] for n in ray.nodes()) < {nodes} and time.time() < {until}:\n"
+                "    time.sleep(0.2)\nprint(sum(n['Alive'] for n in ray.nodes()))")
+        while True:
+            self._check(deadline)
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                   env={**os.environ, **DRIVER_ENV})
             if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(nodes)]:
                 return
-            time.sleep(1)
-        raise RuntimeError(f"the Ray cluster did not come up in {timeout} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
 
     def stop(self) -> None:
         for process in reversed(self.processes):  # the worker node first, then the head
@@ -98,6 +128,7 @@ class LocalCluster:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def session_members(sid: int) -> list[int]:
