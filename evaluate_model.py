@@ -3,7 +3,8 @@
 Default: the trained model on its own held-out test babies (the split saved in its JSON).
 --audio-dir DIR: the model on any <class>/*.wav folder, windowed and imaged as in training.
 --cv K: grouped K-fold cross-validation by baby (train and evaluate per fold, several seeds),
-        with the majority, MFCC and YAMNet-embedding baselines through the same folds.
+        with the majority, MFCC and YAMNet-embedding baselines through the same folds; with
+        --ray ADDRESS the trainings run as tasks on a Ray cluster, with the same results.
 --rescore DIR: summarise an earlier --cv run again from its saved probabilities.
 --sounds DIR: the real-room report: every clip of DIR's cry/ and not_cry/ trees played alone
         through the live path (detector + reason model), beside YAMNet zero-shot.
@@ -39,11 +40,23 @@ def cross_validate(args) -> int:
     from cry.reason.data import grouped_folds, index_spectrograms, read_settings
 
     data_dir = args.data_dir or DEFAULT_SPECTROGRAMS
+    data_dir = data_dir.resolve() if args.ray else data_dir  # the PNG paths a worker on another node opens
     settings, windows = read_settings(data_dir), index_spectrograms(data_dir)
     params = Training().replace(**{name: getattr(args, name) for name in TRAINING_OPTIONS})
     folds = grouped_folds(windows, args.cv, args.fold_seed)
     crossval.save_folds(args.reports_dir, folds, args.fold_seed)
-    predictions = crossval.run_folds(windows, folds, settings, params, args.seeds)
+    if args.ray:  # each fold x seed training a Ray task: the same probabilities, sooner
+        from cry.cluster import RayCluster, mapper
+
+        cluster = RayCluster(args.ray)
+        print(f"training the {args.cv * len(args.seeds)} runs on the Ray cluster at {args.ray} "
+              f"({cluster.workers} CPUs)", file=sys.stderr)
+        try:
+            predictions = crossval.run_folds(windows, folds, settings, params, args.seeds, mapper(cluster))
+        finally:
+            cluster.shutdown()
+    else:
+        predictions = crossval.run_folds(windows, folds, settings, params, args.seeds)
     predictions.features = baseline_features(predictions.recordings, {}, args.audio_dir_for_baseline, settings,
                                              args.pretrained_dir)
     predictions.save(args.reports_dir)
@@ -200,6 +213,9 @@ def main(argv=None) -> int:
     cv.add_argument("--cv", type=int, metavar="K", help="grouped K-fold cross-validation by baby")
     add_training_arguments(cv)
     cv.add_argument("--seeds", type=int, nargs="+", default=[0], help="repeat every fold with these seeds")
+    cv.add_argument("--ray", metavar="ADDRESS", help="train the fold x seed runs as tasks on the Ray cluster at "
+                    "ADDRESS (host:port of its head, or 'auto' on a node of it); the spectrograms must be at the "
+                    "same paths on every node")
     cv.add_argument("--fold-seed", type=int, default=2026, help="the folds, the same for every variant")
     cv.add_argument("--experiments-file", type=Path, default=DEFAULT_REPORTS / "experiments.md",
                     help="table the result is appended to (default: %(default)s)")

@@ -20,12 +20,13 @@ from common import REPORT, ROOT, print_table
 from cry.params import DEFAULT_MODEL
 
 SCRIPTS = ("bench_preprocess.py", "bench_train.py", "bench_inference.py", "bench_export.py", "bench_live.py",
-           "bench_startup.py", "bench_night.py")
+           "bench_startup.py", "bench_night.py", "bench_scan.py")
 REQUIRED = ("preprocess_speedup_vs_figure_method", "preprocess_fraction_of_floor",
             "preprocess_speedup_1_to_2_workers", "inference_speedup_vs_predict", "inference_ms_median",
             "train_seconds_per_epoch", "train_peak_rss_mb", "litert_argmax_agreement",
             "live_work_fraction_of_hop", "startup_first_answer_seconds", "startup_peak_rss_mb",
-            "startup_rss_ratio_keras_to_now", "night_rss_growth_mb")
+            "startup_rss_ratio_keras_to_now", "night_rss_growth_mb", "scan_x_realtime_per_core",
+            "scan_speedup_vs_file_fast", "scan_ray_2_nodes_vs_one_worker", "scan_rss_growth_mb")
 
 
 def main(argv=None) -> int:

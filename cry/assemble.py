@@ -10,20 +10,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from cry.decision import ReasonRule
 from cry.live_path import LivePath, Scorer
 from cry.params import LiveSettings
 
 
-def load_live_path(model_path: Path, detector_path: Path | None, pretrained_dir: Path | None = None,
+def load_live_path(model_path: Path | None, detector_path: Path | None, pretrained_dir: Path | None = None,
                    reason_threshold: float | None = None) -> LivePath:
     """The live path of these files. detector_path None: the reason model alone decides crying
-    (the monitor before the detector), with the default live settings."""
+    (the monitor before the detector), with the default live settings. model_path None: the
+    detector alone (a scan, which asks where the crying is and not why: no reason is claimed)."""
     from cry.detect.detector import describe, load_detector
-    from cry.reason.predictor import load_predictor
+    from cry.files import UserError
 
+    if model_path is None and detector_path is None:
+        raise UserError("the live path needs a detector, a reason model, or both")
     detector = None if detector_path is None else load_detector(Path(detector_path), pretrained_dir)
-    reasons = load_predictor(Path(model_path))
+    reasons = None
+    if model_path is not None:
+        from cry.reason.predictor import load_predictor
+
+        reasons = load_predictor(Path(model_path))
     live = detector.live if detector is not None else LiveSettings()
     if detector is not None:
         print(f"detector: {describe(detector)}", file=sys.stderr)
-    return LivePath(Scorer(reasons, live, detector), reasons.info.reason_rule(reason_threshold))
+    rule = ReasonRule() if reasons is None else reasons.info.reason_rule(reason_threshold)
+    return LivePath(Scorer(reasons, live, detector), rule)

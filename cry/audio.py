@@ -103,18 +103,29 @@ class AudioReader:
             raise
         self.info = self._reader.info
 
-    def blocks(self, seconds: float | None = None):
-        """Mono float32 blocks [n] of about `seconds` (default: as large as BLOCK_SAMPLES allows)."""
+    def blocks(self, seconds: float | None = None, start: int = 0):
+        """Mono float32 blocks [n] of about `seconds` (default: as large as BLOCK_SAMPLES allows),
+        from frame `start` on: the same samples as a read from the beginning would give there
+        (seeking where the format lands exactly on a sample, else decoding and dropping what
+        comes before), so a long recording can be read in pieces by several workers."""
         channels, budget = self.info.channels, self.budget
         frames = max(1, min(BLOCK_SAMPLES // channels, int(seconds * self.info.rate_hz) if seconds else 1 << 62))
         limit = None if budget.max_seconds is None else budget.max_seconds * self.info.rate_hz
         if budget.max_samples is not None:
             limit = min(limit or budget.max_samples, budget.max_samples / channels)
-        done = 0
+        done = skip = 0
+        if start and self._reader.exact_seek:
+            self._reader.seek(start)
+            done = start
+        else:
+            skip = start
         try:
             for block in self._reader.blocks(frames):
-                for start in range(0, len(block), frames):  # FFmpeg's frames come in its own sizes
-                    mono = _mono(block[start:start + frames])
+                if skip:
+                    dropped = min(skip, len(block))
+                    block, skip, done = block[dropped:], skip - dropped, done + dropped
+                for first in range(0, len(block), frames):  # FFmpeg's frames come in its own sizes
+                    mono = _mono(block[first:first + frames])
                     done += len(mono)
                     if limit is not None and done > limit:  # a header that understated the length
                         raise OverBudget(f"more than the limit of {limit / self.info.rate_hz:.0f} s of audio at "

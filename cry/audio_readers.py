@@ -32,6 +32,12 @@ class AudioInfo:
         return None if self.frames is None else self.frames / self.rate_hz
 
 
+# libsndfile containers and encodings whose seek lands on the very sample a read from the start
+# would reach (PCM and FLAC); lossy codecs restart their decoder at a seek, so they are read through.
+EXACT_SEEK_FORMATS = ("WAV", "WAVEX", "AIFF", "FLAC", "W64", "RF64", "CAF", "AU")
+EXACT_SEEK_SUBTYPES = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW")
+
+
 class SoundFileReader:
     """libsndfile's reader, block by block."""
 
@@ -43,6 +49,10 @@ class SoundFileReader:
             self._file.close()
             raise ValueError("length unknown")  # so FFmpeg, which reads it and counts as it goes
         self.info = AudioInfo(int(self._file.samplerate), int(self._file.channels), int(self._file.frames))
+        self.exact_seek = self._file.format in EXACT_SEEK_FORMATS and self._file.subtype in EXACT_SEEK_SUBTYPES
+
+    def seek(self, frame: int) -> None:
+        self._file.seek(frame)
 
     def blocks(self, frames: int):
         while True:
@@ -77,6 +87,7 @@ class FFmpegReader:
         elif self._container.duration:
             frames = int(round(self._container.duration / 1e6 * stream.rate))
         self.info = AudioInfo(int(stream.rate or 0), int(stream.channels or 0), frames)
+        self.exact_seek = False  # FFmpeg's seeks land on packets, not samples
 
     def blocks(self, frames: int):
         for frame in self._container.decode(self._stream):

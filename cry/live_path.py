@@ -51,6 +51,13 @@ def deliver(outputs: list, method: str, item) -> None:
             outputs.remove(output)
 
 
+def hand_out(outputs: list, state: WindowState, event: EpisodeEvent | None) -> None:
+    """A window's answer to every output, then the episode event it made, if any."""
+    deliver(outputs, "on_window", state)
+    if event is not None:
+        deliver(outputs, "on_episode", event)
+
+
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
     """Exactly n samples: the newest ones, zero-padded at the front (resampling may be 1 off)."""
     return np.pad(audio, (max(0, n - len(audio)), 0))[-n:]
@@ -62,12 +69,16 @@ class Scorer:
     In order: the quiet gate (RMS below live.quiet_dbfs: no model call); the detector (is it a
     cry at all, or speech, music, a laugh, a dog?) when there is one, else the reason model's own
     crying-vs-silence; then the reason model, only for windows that may be cries, on the newest
-    part of the window its own settings ask for, at its own rate.
+    part of the window its own settings ask for, at its own rate. Without a reason model (reasons
+    None: scanning recordings for where the crying is, which asks no reason) the detector alone
+    decides and every episode's reason is "not known".
     """
 
     def __init__(self, reasons, live: LiveSettings = LiveSettings(), detector=None):
         self.reasons, self.live, self.detector = reasons, live, detector
-        if reasons.settings.window_seconds > live.window_seconds:
+        if reasons is None and detector is None:
+            raise ValueError("a scorer needs a detector, a reason model, or both")
+        if reasons is not None and reasons.settings.window_seconds > live.window_seconds:
             from cry.files import UserError
 
             raise UserError(f"the reason model's windows ({reasons.settings.window_seconds:g} s) are longer than "
@@ -96,7 +107,7 @@ class Scorer:
         if self.detector is not None:
             judged = self.detector.judge(window, rate, end, cache)
             cry_probability, heard, embedding, gated = judged.probability, judged.heard, judged.embedding, judged.gated
-            if cry_probability <= self.cry_threshold:
+            if cry_probability <= self.cry_threshold or self.reasons is None:
                 return WindowScores(level, cry_probability, heard, embedding=embedding, gated=gated)
         reasons = self.reasons(self.reason_window(window, rate))
         if self.detector is None:
@@ -125,9 +136,14 @@ class Session:
     def __init__(self, path: LivePath):
         self.path, self.decision, self.patches = path, path.decision(), PatchCache()
 
+    def score(self, window: np.ndarray, rate: int, end: int) -> WindowScores:
+        """What the models say of the window ending at stream sample `end` (no decision: a scan
+        scores pieces of a recording apart and decides over their scores in order)."""
+        return self.path.scorer(window, rate, end, self.patches)
+
     def answer(self, window: np.ndarray, rate: int, end: int, now: float) -> tuple[WindowState, EpisodeEvent | None]:
         """The window ending at stream sample `end`, at wall-clock time `now`."""
-        return self.decision.update(self.path.scorer(window, rate, end, self.patches), end / rate, now)
+        return self.decision.update(self.score(window, rate, end), end / rate, now)
 
 
 def run(source, session: Session, outputs: list, duration: float | None = None,
@@ -147,9 +163,7 @@ def run(source, session: Session, outputs: list, duration: float | None = None,
             state, event = not_listening(session.decision, why, rms_dbfs(window), seconds, started + seconds)
         else:
             state, event = session.answer(window, rate, end, started + seconds)
-        deliver(outputs, "on_window", state)
-        if event is not None:
-            deliver(outputs, "on_episode", event)
+        hand_out(outputs, state, event)
 
     why = "interrupted"
     try:

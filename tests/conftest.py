@@ -4,6 +4,7 @@ virtual microphone."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ PRETRAINED = Path(os.environ.get("CRY_PRETRAINED", ROOT.parent / "shared" / "mod
 
 
 SHARED = ROOT.parent / "shared"
-MODELS, SOUNDS = SHARED / "models", SHARED / "sounds"
+MODELS, SOUNDS = PRETRAINED, SHARED / "sounds"
 CORPUS_DATA = CORPUS / "donateacry_corpus_cleaned_and_updated_data"
 
 
@@ -84,6 +85,41 @@ def fresh_model():
     return build_model(Settings())
 
 
+@pytest.fixture(scope="session")
+def small_detector(yamnet, tmp_path_factory):
+    """A detector trained by train_detector on a small tree: 30 corpus cries (one per baby, the
+    first babies in name order) against generated speech, music, noise and tones. Returns
+    (detector, its file, the babies it was trained on). Shared: copy the file before changing it."""
+    import soundfile as sf
+
+    from cry.corpus import baby_id
+    from cry.detect import synth
+    from cry.detect import training as dt
+
+    if not (shutil.which("espeak-ng") and shutil.which("sox")):
+        pytest.skip("espeak-ng and sox are needed to generate not-crying sounds (scripts/system-deps.sh)")
+    root, rate = tmp_path_factory.mktemp("detector") / "train", 16000
+    babies = {}
+    for path in sorted(need(CORPUS_DATA).rglob("*.wav")):
+        babies.setdefault(baby_id(path), path)
+    trained = sorted(babies)[:30]
+    for path in (babies[b] for b in trained):
+        (root / "cry" / "corpus").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "cry" / "corpus" / path.name)
+    rng = np.random.default_rng(0)
+    voices = ["en-us+m1", "en-us+f2", "fr-fr+f4", "de+m3", "es+Annie", "it+klatt", "hu+m7", "pl+f1"]
+    negatives = [("speech", synth.speak("Good morning, did you sleep well tonight?", v, 50, 160)) for v in voices]
+    negatives += [("music", synth.played(rng)) for _ in range(4)] + [("music", synth.music(rng)) for _ in range(3)]
+    negatives += [("noise", synth.noise(k, 4 * rate, rng)) for k in ("white", "pink", "brown", "fan")]
+    negatives += [("tones", synth.tone(rng)) for _ in range(4)]
+    for i, (kind, audio) in enumerate(negatives):
+        (root / "not_cry" / kind).mkdir(parents=True, exist_ok=True)
+        sf.write(str(root / "not_cry" / kind / f"{kind}_{i}.wav"), synth.at_level(audio, -26.0), rate)
+    out = root.parent / "cry_detector.json"
+    detector = dt.train_detector([root], out, yamnet=yamnet)
+    return detector, out, set(trained)
+
+
 def save_probe_model(model, path: Path) -> Path:
     """Save a hand-made Keras model as train_model.py saves one: default settings, no calibration
     (one temperature of 1), reasons "uncertain" below a share of 0.5 and never claimed."""
@@ -106,7 +142,6 @@ def tone(freq_hz: float, seconds: float, rate: int, amplitude: float = 0.5) -> n
 # paplay plays into it. Each pytest session gets its own daemon and directory (two sessions on
 # one machine never stop each other's), unless VMIC_DIR names one that is already running.
 # PULSE_SERVER must be set before PortAudio initialises (import sounddevice), hence at import time.
-import shutil  # noqa: E402
 import threading  # noqa: E402
 
 VMIC_SCRIPT = ROOT / "scripts" / "virtual-mic.sh"
@@ -189,42 +224,5 @@ def yamnet():
     from cry.yamnet import YamnetModel
 
     return YamnetModel.from_folder(need(MODELS))
-
-
-@pytest.fixture(scope="session")
-def small_detector(yamnet, tmp_path_factory):
-    """A detector trained by train_detector on a small tree: 30 corpus cries (one per baby, the
-    first babies in name order) against generated speech, music, noise and tones."""
-    import shutil
-
-    import soundfile as sf
-
-    from cry.corpus import baby_id
-    from cry.detect import synth
-    from cry.detect.training import train_detector
-
-    rate = 16000
-    if not (shutil.which("espeak-ng") and shutil.which("sox")):
-        pytest.skip("espeak-ng and sox are needed to generate not-crying sounds (scripts/system-deps.sh)")
-    root = tmp_path_factory.mktemp("detector") / "train"
-    babies = {}
-    for path in sorted(need(CORPUS_DATA).rglob("*.wav")):
-        babies.setdefault(baby_id(path), path)
-    trained = sorted(babies)[:30]
-    for path in (babies[b] for b in trained):
-        (root / "cry" / "corpus").mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, root / "cry" / "corpus" / path.name)
-    rng = np.random.default_rng(0)
-    voices = ["en-us+m1", "en-us+f2", "fr-fr+f4", "de+m3", "es+Annie", "it+klatt", "hu+m7", "pl+f1"]
-    negatives = [("speech", synth.speak("Good morning, did you sleep well tonight?", v, 50, 160)) for v in voices]
-    negatives += [("music", synth.played(rng)) for _ in range(4)] + [("music", synth.music(rng)) for _ in range(3)]
-    negatives += [("noise", synth.noise(k, 4 * rate, rng)) for k in ("white", "pink", "brown", "fan")]
-    negatives += [("tones", synth.tone(rng)) for _ in range(4)]
-    for i, (kind, audio) in enumerate(negatives):
-        (root / "not_cry" / kind).mkdir(parents=True, exist_ok=True)
-        sf.write(str(root / "not_cry" / kind / f"{kind}_{i}.wav"), synth.at_level(audio, -26.0), rate)
-    out = root.parent / "cry_detector.json"
-    detector = train_detector([root], out, yamnet=yamnet)
-    return detector, out, set(trained)
 
 

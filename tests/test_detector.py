@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import CORPUS_DATA, MODELS, ROOT, SOUNDS, need, tone
 
-from cry.audio import decode, is_quiet, resample, rms_dbfs
+from cry.audio import decode, resample
 from cry.corpus import baby_id
 from cry.decision import Decision, State, WindowScores
 from cry.detect import clip_report, synth
@@ -17,7 +17,8 @@ from cry.detect import detector as det
 from cry.detect import training as dt
 from cry.detect.sounds import list_clips, source_of
 from cry.files import UserError
-from cry.live_path import LivePath
+from cry.live_path import LivePath, Scorer, clip_window_ends
+from cry.patches import patches_per_window
 
 RATE = 16000
 
@@ -140,19 +141,6 @@ def test_generated_sounds_are_deterministic():
     assert abs(10 * np.log10(1.0 / np.mean(mixed ** 2)) - 10.0) < 0.01
 
 
-class DetectorOnlyScorer:
-    """The Scorer's detector step without a reason model: enough for the report's bookkeeping."""
-
-    def __init__(self, detector):
-        self.detector, self.live, self.cry_threshold = detector, detector.live, detector.threshold
-
-    def __call__(self, window, rate, end=None, cache=None):
-        level = rms_dbfs(window)
-        if is_quiet(level, self.live.quiet_dbfs):
-            return WindowScores(level)
-        return WindowScores(level, *self.detector(window, rate, end, cache))
-
-
 def test_the_report_on_a_tiny_tree(small_detector, tmp_path):
     detector, _, trained_babies = small_detector
     tree = tmp_path / "sounds"
@@ -163,7 +151,7 @@ def test_the_report_on_a_tiny_tree(small_detector, tmp_path):
     sf.write(str(tree / "not_cry" / "lab" / "tones" / "a.wav"), tone(440.0, 4.0, 44100), 44100)
     sf.write(str(tree / "not_cry" / "lab" / "tones" / "short.wav"), tone(440.0, 0.5, 44100), 44100)
 
-    report = clip_report.sounds_report(tree, LivePath(DetectorOnlyScorer(detector)), detector.yamnet,
+    report = clip_report.sounds_report(tree, LivePath(Scorer(None, detector.live, detector)), detector.yamnet,
                                        tmp_path / "reports")
     saved = json.loads((tmp_path / "reports" / "sounds.json").read_text())
     assert saved == json.loads(json.dumps(report))
@@ -258,3 +246,38 @@ def test_the_design_table_is_made_by_a_command(small_detector, tmp_path):
     done = run_script("evaluate_model.py", "--detector-cv", ok=(2,))
     assert done.stderr.strip() == "error: --detector-cv needs --sounds DIR: the real-room clips the recipes are " \
                                   "measured on"
+
+
+class CountingYamnet:
+    """A YAMNet that counts the patches it is asked for (and answers as the real one does)."""
+
+    def __init__(self, yamnet):
+        self.yamnet, self.patches = yamnet, 0
+
+    def wave_patches(self, waves):
+        self.patches += len(waves)
+        return self.yamnet.wave_patches(waves)
+
+
+def test_each_patch_is_computed_once_with_the_numbers_of_a_window_alone(small_detector):
+    """A minute of a cry over room tone, at a device rate: the detector's table (audio_windows) and
+    a stream through a Session ask YAMNet for one new patch per hop (K for the first window), and
+    every window's answer is, bit for bit, the answer for that window alone (all its patches new)."""
+    detector, _, _ = small_detector
+    rate, rng = 44100, np.random.default_rng(3)
+    cry, cry_rate = decode(sorted(CORPUS_DATA.rglob("*.wav"))[0])
+    audio = synth.noise("pink", 60 * rate, rng) * 0.01
+    audio[10 * rate:10 * rate + len(resample(cry, cry_rate, rate))] += resample(cry, cry_rate, rate)
+    ends = clip_window_ends(len(audio), rate, detector.live)
+    k = patches_per_window(detector.live)
+    counting = CountingYamnet(detector.yamnet)
+    table = det.audio_windows(counting, audio, rate, detector.band_hz, detector.live)
+    assert table["heard"].all() and counting.patches == len(ends) + k - 1
+
+    counted = det.Detector(detector.head, detector.info, CountingYamnet(detector.yamnet))
+    session = LivePath(Scorer(None, detector.live, counted)).session()
+    size = int(detector.live.window_seconds * rate)
+    streamed = [session.score(audio[end - size:end], rate, end).cry_probability for end in ends]
+    assert counted.yamnet.patches == len(ends) + k - 1 == session.patches.computed
+    alone = [detector(audio[end - size:end], rate)[0] for end in ends]
+    assert streamed == alone and max(alone) > detector.threshold  # the cry is heard, and identically

@@ -14,6 +14,7 @@ does to a window is done the same way here, in training and in every evaluation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -48,8 +49,15 @@ def loud_part(level_dbfs: np.ndarray, heard: np.ndarray) -> np.ndarray:
 
 def family_max(scores: np.ndarray, family: str) -> np.ndarray:
     """The highest score [n] of a cry.yamnet.HEARD_RANGES family in each row of scores [n, 521]."""
+    return scores[:, family_columns(family)].max(axis=1)
+
+
+@functools.lru_cache(maxsize=len(HEARD_RANGES))
+def family_columns(family: str) -> np.ndarray:
+    """The score columns of a family (made once: every window asks for three families)."""
     columns = np.concatenate([np.arange(first, last + 1) for first, last in HEARD_RANGES[family]])
-    return scores[:, columns].max(axis=1)
+    columns.flags.writeable = False
+    return columns
 
 
 @dataclasses.dataclass(frozen=True)

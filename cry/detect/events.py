@@ -63,16 +63,19 @@ def read_annotations(path: Path) -> list[Event]:
     return events
 
 
+def annotation_file(audio: Path) -> Path | None:
+    """The annotation file beside a recording (<name>.txt, else <name>.csv), if there is one."""
+    notes = [Path(audio).with_suffix(s) for s in (".txt", ".csv") if Path(audio).with_suffix(s).is_file()]
+    return notes[0] if notes else None
+
+
 def annotated_recordings(folder: Path) -> list[tuple[Path, Path]]:
     """(recording, its annotation file) of every annotated recording below folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--events {folder}: no such folder")
-    pairs = []
-    for audio in list_audio_files(folder):
-        notes = [audio.with_suffix(s) for s in (".txt", ".csv") if audio.with_suffix(s).is_file()]
-        if notes:
-            pairs.append((audio, notes[0]))
+    pairs = [(audio, annotation_file(audio)) for audio in list_audio_files(folder)]
+    pairs = [(audio, notes) for audio, notes in pairs if notes is not None]
     if not pairs:
         raise UserError(f"--events {folder}: no recording with an annotation file beside it "
                         "(<name>.txt: onset, offset, label, tab-separated; or <name>.csv)")
@@ -112,6 +115,21 @@ def score(cries: list[tuple[float, float]], episodes: list[tuple[float, float, f
             "latencies": [max(0.0, min(e[2] for e in got) - cry[0]) for cry, got in zip(cries, caught) if got],
             "episodes_per_caught": [len(got) for got in caught if got], "false_alarms": len(false),
             "not_crying_hours": max(seconds - crying_seconds, 0.0) / 3600, "episodes": len(episodes)}
+
+
+def recording_row(file: str, group: str, seconds: float, events: list[Event],
+                  spans: list[tuple[float, float, float]]) -> dict:
+    """One recording's line of the report: its cries, its episodes (onset, offset, said) and score()."""
+    cries = [(e.onset, e.offset) for e in events if e.is_cry]
+    return {"file": file, "group": group, "seconds": round(seconds, 2), "cry_spans": cries,
+            "episode_spans": [(round(a, 2), round(b, 2), round(c, 2)) for a, b, c in spans],
+            **score(cries, spans, seconds)}
+
+
+def agreement(rows: list[dict]) -> dict:
+    """The figures over all recordings (with sed_eval's F1) and by group."""
+    by_group = {g: summarise([r for r in rows if r["group"] == g]) for g in sorted({r["group"] for r in rows})}
+    return {"overall": {**summarise(rows), **event_f1(rows)}, "by_group": by_group}
 
 
 def event_f1(recordings: list[dict]) -> dict:
@@ -162,14 +180,10 @@ def events_report(folder: Path, path, out_dir: Path, groups: dict[str, str] | No
         collect = Episodes()
         source = file_source(audio, fast=True)
         run(source, path.session(), [collect])
-        cries = [(e.onset, e.offset) for e in events if e.is_cry]
-        rows.append({"file": str(audio.relative_to(folder)), "group": (groups or {}).get(audio.name, "all"),
-                     "seconds": round(source.ring.total / source.samplerate, 2), "cry_spans": cries,
-                     "episode_spans": [(round(a, 2), round(b, 2), round(c, 2)) for a, b, c in collect.spans],
-                     **score(cries, collect.spans, source.ring.total / source.samplerate)})
-    by_group = {g: summarise([r for r in rows if r["group"] == g]) for g in sorted({r["group"] for r in rows})}
-    report = {"overall": {**summarise(rows), **event_f1(rows)}, "by_group": by_group, "recordings": rows,
-              "live_path": path.live.to_dict(), "onset_collar_seconds": ONSET_COLLAR_SECONDS, **(about or {})}
+        rows.append(recording_row(str(audio.relative_to(folder)), (groups or {}).get(audio.name, "all"),
+                                  source.ring.total / source.samplerate, events, collect.spans))
+    report = {**agreement(rows), "recordings": rows, "live_path": path.live.to_dict(),
+              "onset_collar_seconds": ONSET_COLLAR_SECONDS, **(about or {})}
     write_json(report, Path(out_dir) / "events.json")
     write_text(markdown(report), Path(out_dir) / "events.md")
     return report
