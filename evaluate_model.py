@@ -21,7 +21,8 @@ from pathlib import Path
 
 from cry import runtime
 from cry.files import UserError, run_main
-from cry.params import DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_REPORTS, DEFAULT_SPECTROGRAMS
+from cry.params import (DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_OTHER_CRIES, DEFAULT_REPORTS,
+                        DEFAULT_SPECTROGRAMS)
 from cry.pretrained import PRETRAINED_DIR
 from cry.reason.metrics import N_BOOT
 from cry.reason.params import TRAINING_OPTIONS, Training, add_training_arguments
@@ -98,7 +99,8 @@ def detector_design(args) -> int:
     audio_dir = args.audio_dir or DEFAULT_AUDIO
     if not audio_dir.is_dir():
         raise UserError(f"{audio_dir}: no such folder (run prepare_data.py first)")
-    train_clips = gather([audio_dir, synth.generate(GENERATED_DIR, audio_dir)])
+    other = [args.other_cries_dir] if args.other_cries_dir.is_dir() else []
+    train_clips = gather([audio_dir, synth.generate(GENERATED_DIR, audio_dir), *other])
     sound_clips = gather([args.sounds])
     live = shipped_live_settings(args)
     report = design.design_report(train_clips, sound_clips, YamnetModel.from_folder(args.pretrained_dir), live,
@@ -147,6 +149,9 @@ def main(argv=None) -> int:
                       help="the crying detector, or 'none' for the reason model alone (default: %(default)s)")
     room.add_argument("--detector-cv", action="store_true", help="measure each candidate detector recipe by source "
                       "(training folders by grouped 5-fold CV, --sounds held out)")
+    room.add_argument("--other-cries-dir", type=Path, default=DEFAULT_OTHER_CRIES,
+                      help="--detector-cv: prepare_data.py's uploads tagged with no class, cries too, when there "
+                      "(default: %(default)s)")
     room.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder, also for the --cv baseline on its "
                       f"embeddings (default: {PRETRAINED_DIR})")
     cv = parser.add_argument_group("cross-validation (--cv K)")

@@ -6,7 +6,8 @@ models/<name>_curves.png. Balancing and augmentation touch training data only. A
 continues from its last epoch with --resume.
 
 Then the crying detector (models/cry_detector.json): a head on YAMNet's embeddings trained on the
-corpus (--audio-dir) and generated speech, music and noise, never on the real-room sounds that
+corpus (--audio-dir, and the uploads' cries tagged with no class: --other-cries-dir) and generated
+speech, music and noise, never on the real-room sounds that
 evaluate_model.py --sounds measures it with. --detector none skips it.
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 
 from cry import runtime
 from cry.files import UserError, run_main
-from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_SPECTROGRAMS, LiveSettings,
-                        parse_overrides)
+from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_OTHER_CRIES,
+                        DEFAULT_SPECTROGRAMS, LiveSettings, parse_overrides)
 from cry.pretrained import PRETRAINED_DIR, yamnet_files
 from cry.reason import reports
 from cry.reason.calibration import calibrate, choose_uncertain_threshold, fit_calibration, reason_claim_skill
@@ -55,6 +56,9 @@ def main(argv=None) -> int:
                         f"(defaults: {LiveSettings().to_dict()})")
     parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO,
                         help="the corpus recordings, for the detector (default: %(default)s)")
+    parser.add_argument("--other-cries-dir", type=Path, default=DEFAULT_OTHER_CRIES,
+                        help="prepare_data.py's uploads tagged with no class: cries for the detector, when there "
+                        "(default: %(default)s)")
     parser.add_argument("--pretrained-dir", type=Path, default=PRETRAINED_DIR, help="YAMNet (default: %(default)s)")
     args = parser.parse_args(argv)
     runtime.setup()
@@ -109,7 +113,8 @@ def main(argv=None) -> int:
         from cry.detect.detector import describe
         from cry.detect.training import train_on_corpus
 
-        detector = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir, live)
+        other = (args.other_cries_dir,) if args.other_cries_dir.is_dir() else ()
+        detector = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir, live, extra_cry_dirs=other)
         print(f"detector written to {args.detector}: {describe(detector)}")
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cry.corpus import OTHER_CRY_TAGS
 from cry.detect import detector as det
 from cry.detect.sounds import Clip
 from cry.detect.training import clip_outcome, clip_tables, fit_with_threshold, folds, window_probabilities
@@ -91,11 +92,22 @@ def folder_rates(clips: list[Clip], result: np.ndarray, seed: int = 0, n_boot: i
     return rates
 
 
+def is_corpus_cry(folder: str) -> bool:
+    """A folder of corpus cries: a class folder (its uploads/ too) or an other-tag tree's (cry/dont_know...)."""
+    return ((folder.startswith("corpus/") and not folder.startswith("corpus/silence"))
+            or folder.removeprefix("cry/") in OTHER_CRY_TAGS.values())
+
+
+def origin_of(folder: str) -> str:
+    """Where a corpus cry came from: the cleaned folder, or a decoded original upload."""
+    return "uploads" if folder.endswith("/uploads") or not folder.startswith("corpus/") else "cleaned folder"
+
+
 def group_of(clip: Clip) -> str:
     """The design table's training columns: corpus cries, corpus room tone, cry mixes, generated not-crying."""
-    if clip.folder == "corpus/silence":
+    if clip.folder.startswith("corpus/silence"):
         return "corpus room tone"
-    if clip.folder.startswith("corpus/"):
+    if is_corpus_cry(clip.folder):
         return "corpus cries"
     return "cry mixes" if clip.label == 1 else "generated not-crying"
 
@@ -112,6 +124,7 @@ def design_row(design: Design, train: tuple[list[Clip], list[dict]], sounds: tup
     """One recipe's row: training columns by cross-validation, real-room columns held out."""
     (train_clips, train_tables), (sound_clips, sound_tables) = train, sounds
     cv, thresholds = cross_validate(train_tables, train_clips, design, live, seed=seed)
+    cries = [i for i, c in enumerate(train_clips) if is_corpus_cry(c.folder)]
     groups = {}
     for i, clip in enumerate(train_clips):
         groups.setdefault(group_of(clip), []).append(cv[i, 0])
@@ -122,6 +135,8 @@ def design_row(design: Design, train: tuple[list[Clip], list[dict]], sounds: tup
             "rival_ratio": design.rival_ratio, "cv_thresholds": thresholds, "threshold": threshold,
             "training": {g: round(float(np.mean(v)), 4) for g, v in sorted(groups.items())},
             "training_folders": folder_rates(train_clips, cv, seed),
+            "corpus_cries_by_origin": folder_rates([dataclasses.replace(train_clips[i], folder=origin_of(
+                train_clips[i].folder)) for i in cries], cv[cries], seed) if cries else {},
             "real_room": folder_rates(sound_clips, held_out, seed),
             "real_room_false_alarms_per_hour": false_alarms_per_hour(sound_clips, sound_tables, held_out)}
 
@@ -153,10 +168,12 @@ def design_markdown(report: dict) -> str:
                                                                      for c in room_cols]
         lines.append(f"| {r['design']} | " + " | ".join(cells) + f" | {r['real_room_false_alarms_per_hour']:.1f} |")
     shipped = next((r for r in rows if "shipped" in r["design"]), rows[-1])
-    corpus = {f.split("/", 1)[1]: v["share"] for f, v in shipped["training_folders"].items()
-              if f.startswith("corpus/") and f != "corpus/silence"}
+    corpus = {f.split("/", 1)[1]: v["share"] for f, v in shipped["training_folders"].items() if is_corpus_cry(f)}
     if "corpus cries" in shipped["training"]:
         lines += ["", f"Corpus cries detected by the shipped design, cross-validated by source: "
                       f"{shipped['training']['corpus cries']:.1%} ("
                   + ", ".join(f"{c} {share:.0%}" for c, share in corpus.items()) + ")."]
+        lines += [f"By origin: {origin} {v['crying_clips']}/{v['clips']} cries from {v['sources']} babies, "
+                  f"{v['share']:.1%} [90%: {v['interval_90'][0]:.1%}, {v['interval_90'][1]:.1%}] (babies resampled)."
+                  for origin, v in shipped.get("corpus_cries_by_origin", {}).items()]
     return "\n".join(lines) + "\n"

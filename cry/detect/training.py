@@ -170,10 +170,12 @@ def _below(path: Path, folder: Path) -> bool:
 
 def train_on_corpus(audio_dir: Path, out_path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None,
                     live: LiveSettings = LiveSettings(), generated_dir: Path = GENERATED_DIR,
-                    cache_dir: Path = CACHE_DIR) -> det.Detector:
+                    cache_dir: Path = CACHE_DIR, extra_cry_dirs: tuple[Path, ...] = ()) -> det.Detector:
     """What train_model.py runs: the sounds cry.detect.synth generates (made once, then reused)
-    beside the corpus from prepare_data.py, then train_detector on both."""
+    beside the corpus from prepare_data.py and any extra sounds trees of corpus cries (the uploads
+    tagged with no class: prepare_data.py's --other-cries-dir), then train_detector on them all."""
     from cry.detect import synth
 
     generated = synth.generate(generated_dir, audio_dir)
-    return train_detector([audio_dir, generated], out_path, yamnet_dir, live=live, cache_dir=cache_dir)
+    return train_detector([audio_dir, generated, *extra_cry_dirs], out_path, yamnet_dir, live=live,
+                          cache_dir=cache_dir)
