@@ -27,7 +27,8 @@ from pathlib import Path
 
 from cry import runtime
 from cry.files import UserError, run_main
-from cry.params import DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_REPORTS, DEFAULT_SPECTROGRAMS
+from cry.params import (DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_OTHER_CRIES, DEFAULT_REPORTS,
+                        DEFAULT_SPECTROGRAMS)
 from cry.pretrained import PRETRAINED_DIR
 from cry.reason.metrics import N_BOOT
 from cry.reason.params import TRAINING_OPTIONS, Training, add_training_arguments
@@ -154,7 +155,8 @@ def detector_design(args) -> int:
     audio_dir = args.audio_dir or DEFAULT_AUDIO
     if not audio_dir.is_dir():
         raise UserError(f"{audio_dir}: no such folder (run prepare_data.py first)")
-    report = design.design_report([audio_dir, synth.generate(GENERATED_DIR, audio_dir)], args.sounds,
+    other = [args.other_cries_dir] if args.other_cries_dir.is_dir() else []
+    report = design.design_report([audio_dir, synth.generate(GENERATED_DIR, audio_dir), *other], args.sounds,
                                   shipped_live_settings(args), args.reports_dir, args.pretrained_dir, CACHE_DIR)
     print(design.design_markdown(report))
     print(f"detector design table written to {args.reports_dir / 'detector_design.json'} and "
@@ -207,6 +209,9 @@ def main(argv=None) -> int:
     room.add_argument("--feedback-check", action="store_true", help="with --sounds: for each not-crying folder, a head "
                       "that never heard it; its first 3 false alarms marked 'not a cry' (as a parent would); the rest "
                       "of that folder's alarms, and the cries caught, before and after")
+    room.add_argument("--other-cries-dir", type=Path, default=DEFAULT_OTHER_CRIES,
+                      help="--detector-cv: prepare_data.py's uploads tagged with no class, cries too, when there "
+                      "(default: %(default)s)")
     room.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder, also for the --cv baseline on its "
                       f"embeddings (default: {PRETRAINED_DIR})")
     cv = parser.add_argument_group("cross-validation (--cv K)")

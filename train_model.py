@@ -6,9 +6,9 @@ models/<name>_curves.png. Balancing and augmentation touch training data only. A
 continues from its last epoch with --resume.
 
 Then the crying detector (models/cry_detector.json): a head on YAMNet's embeddings trained on the
-corpus (--audio-dir), generated speech, music and noise, and the sound trees given with --sounds,
-its threshold tuned on held-out sources under the live settings it is saved with. --detector none
-skips it.
+corpus (--audio-dir, and the uploads' cries tagged with no class: --other-cries-dir), generated
+speech, music and noise, and the sound trees given with --sounds, its threshold tuned on held-out
+sources under the live settings it is saved with. --detector none skips it.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import numpy as np
 
 from cry import runtime
 from cry.files import UserError, run_main
-from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_SPECTROGRAMS, LiveSettings,
-                        parse_overrides)
+from cry.params import (CLASSES, DEFAULT_AUDIO, DEFAULT_DETECTOR, DEFAULT_MODEL, DEFAULT_OTHER_CRIES,
+                        DEFAULT_SPECTROGRAMS, LiveSettings, parse_overrides)
 from cry.pretrained import PRETRAINED_DIR, yamnet_files
 from cry.reason import reports
 from cry.reason.calibration import calibrate, choose_uncertain_threshold, fit_calibration, reason_claim_skill
@@ -61,6 +61,9 @@ def main(argv=None) -> int:
                         f"(defaults: {LiveSettings().to_dict()})")
     parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO,
                         help="the corpus recordings, for the detector (default: %(default)s)")
+    parser.add_argument("--other-cries-dir", type=Path, default=DEFAULT_OTHER_CRIES,
+                        help="prepare_data.py's uploads tagged with no class: cries for the detector, when there "
+                        "(default: %(default)s)")
     parser.add_argument("--pretrained-dir", type=Path, default=PRETRAINED_DIR, help="YAMNet (default: %(default)s)")
     args = parser.parse_args(argv)
     runtime.setup()
@@ -118,8 +121,9 @@ def main(argv=None) -> int:
         from cry.detect.detector import describe
         from cry.detect.training import train_on_corpus
 
+        other = (args.other_cries_dir,) if args.other_cries_dir.is_dir() else ()
         made = train_on_corpus(args.audio_dir, Path(args.detector), args.pretrained_dir, live, args.sounds,
-                               args.night_check)
+                               args.night_check, extra_cry_dirs=other)
         print(f"detector written to {args.detector}: {describe(made[0])}")
         if args.night_check:
             print(f"night-check detector (never heard the sources of make_nights.py's nights) written to "

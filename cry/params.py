@@ -23,6 +23,8 @@ DEFAULT_AUDIO = Path("data/audio")
 DEFAULT_SPECTROGRAMS = Path("data/spectrograms")
 DEFAULT_MODEL = Path("models/cry_model.keras")
 DEFAULT_DETECTOR = Path("models/cry_detector.json")
+# Uploads tagged with a reason outside CLASSES (dk, lo, sc): cries for the detector, never a class.
+DEFAULT_OTHER_CRIES = Path("data/other_cries")
 DEFAULT_REPORTS = Path("reports")
 
 # Bump when window_to_image changes in a way settings do not capture: old PNGs and models

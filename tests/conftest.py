@@ -51,10 +51,12 @@ def run_script(*args, ok=None, timeout: float = 600) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="session")
 def corpus_audio(corpus, tmp_path_factory) -> Path:
-    """The corpus as prepare_data.py lays it out (<class>/*.wav, with silence clips), made once."""
+    """The corpus's cleaned folder as prepare_data.py lays it out (<class>/*.wav, with silence clips),
+    made once. The uploads are left out (--no-uploads) to keep the suite's trainings short; tests/test_uploads.py
+    prepares real uploads of the copy through the same script."""
     audio = tmp_path_factory.mktemp("corpus") / "audio"
     run_script("prepare_data.py", "--source", corpus, "--out-dir", audio, "--models-source", PRETRAINED,
-               "--models-dir", audio.parent / "pretrained", ok=(0,))
+               "--models-dir", audio.parent / "pretrained", "--no-uploads", ok=(0,))
     return audio
 
 

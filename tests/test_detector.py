@@ -281,3 +281,23 @@ def test_each_patch_is_computed_once_with_the_numbers_of_a_window_alone(small_de
     assert counted.yamnet.patches == len(ends) + k - 1 == session.patches.computed
     alone = [detector(audio[end - size:end], rate)[0] for end in ends]
     assert streamed == alone and max(alone) > detector.threshold  # the cry is heard, and identically
+
+
+def test_the_detector_reads_the_uploads_cries_as_corpus_cries(tmp_path):
+    from cry.detect.design import group_of, origin_of
+
+    baby = "6bd76f21-f279-4c46-9453-58c95e7b2475"
+    for name in ("audio/hungry/uploads/{b}-1-1.7-m-72-hu.wav", "audio/hungry/{b}-2-1.7-m-72-hu.wav",
+                 "audio/silence/uploads/{b}-1-1.7-m-72-hu-silence.wav", "other/cry/dont_know/{b}-3-1.7-m-72-dk.wav"):
+        path = tmp_path / name.format(b=baby)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), tone(440.0, 1.0, 8000), 8000)
+    clips = {c.path.name: c for c in dt.gather([tmp_path / "audio", tmp_path / "other"])}
+    assert {c.source for c in clips.values()} == {f"baby:{baby}"}            # one baby: one side of every split
+    got = {n.split("-")[5]: (c.label, group_of(c), origin_of(c.folder)) for n, c in clips.items()
+           if not n.endswith("-silence.wav")}
+    assert got["1"] == (1, "corpus cries", "uploads")
+    assert got["2"] == (1, "corpus cries", "cleaned folder")
+    assert got["3"] == (1, "corpus cries", "uploads")
+    silence = next(c for n, c in clips.items() if n.endswith("-silence.wav"))
+    assert (silence.label, group_of(silence)) == (0, "corpus room tone")

@@ -74,6 +74,15 @@ def test_cross_validation_writes_cv_json_and_an_experiment_row_and_rescores_alik
         assert cv[key]["ci_low"] <= cv[key]["value"] <= cv[key]["ci_high"], key
         assert cv["baselines"]["majority"][key]["ci_low"] <= cv["baselines"]["majority"][key]["value"]
     assert 0 <= cv["ece_after_scaling"] <= 1
+    support = cv["reason_support"]                          # each reason on its own: support and AUC with interval
+    assert set(support) == {"belly_pain", "hungry", "cold_hot", "tired", "discomfort", "burping"}
+    assert support["hungry"]["recordings"] > 300 and support["cold_hot"]["babies"] < support["cold_hot"]["recordings"]
+    for reason in support:
+        auc = cv[f"auc_{reason}"]
+        assert auc["ci_low"] <= auc["value"] <= auc["ci_high"], reason
+        assert f"auc_{reason}" in cv["baselines"]["yamnet_logistic_regression"]
+    per_reason = (out / "cv_per_reason.md").read_text()
+    assert "| cold_hot | 7 |" in per_reason and "95% interval above 0.5" in per_reason
     assert cv["baselines"]["majority"]["cry_vs_silence_auc"]["value"] == 0.5
     assert cv["baselines"]["mfcc_logistic_regression"]["cry_vs_silence_auc"]["value"] > 0.9   # loudness separates them
     folds = json.loads((out / "cv_folds.json").read_text())["folds"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cry.corpus import OTHER_CRY_TAGS
 from cry.detect import detector as det
 from cry.detect import nights as night_mixer
 from cry.detect.nights import NightRecipe
@@ -73,20 +74,40 @@ def fitted(train_tables: list[dict], train_clips: list[Clip], test_tables: list[
     return threshold, [window_probabilities(head, t) for t in test_tables]
 
 
-def rates(clips: list[Clip], crying: np.ndarray, key) -> dict:
-    """Share of clips with any crying answer per key(clip)."""
-    out = {}
+def rates(clips: list[Clip], crying: np.ndarray, key, seed: int = 0, n_boot: int = 500) -> dict:
+    """Per key(clip): clips, sources, crying_clips, share, and a 90% interval of the share from
+    resampling its sources (the clips of one source, one baby, rise and fall together)."""
+    rng, out = np.random.default_rng(seed), {}
     for name in sorted({key(c) for c in clips}):
-        picked = [i for i, c in enumerate(clips) if key(c) == name]
-        out[name] = {"clips": len(picked), "share": round(float(crying[picked].mean()), 4)}
+        by_source = {}
+        for c, hit in zip(clips, crying):
+            if key(c) == name:
+                by_source.setdefault(c.source, []).append(bool(hit))
+        sums = np.array([(sum(v), len(v)) for v in by_source.values()], float)
+        boot = [sums[pick, 0].sum() / sums[pick, 1].sum()
+                for pick in rng.integers(len(sums), size=(n_boot, len(sums)))]
+        hits, n = int(sums[:, 0].sum()), int(sums[:, 1].sum())
+        out[name] = {"clips": n, "sources": len(by_source), "crying_clips": hits, "share": round(hits / n, 4),
+                     "interval_90": [round(float(q), 4) for q in np.percentile(boot, [5, 95])]}
     return out
 
 
+def is_corpus_cry(folder: str) -> bool:
+    """A folder of corpus cries: a class folder (its uploads/ too) or an other-tag tree's (cry/dont_know...)."""
+    return ((folder.startswith("corpus/") and not folder.startswith("corpus/silence"))
+            or folder.removeprefix("cry/") in OTHER_CRY_TAGS.values())
+
+
+def origin_of(folder: str) -> str:
+    """Where a corpus cry came from: the cleaned folder, or a decoded original upload."""
+    return "uploads" if folder.endswith("/uploads") or not folder.startswith("corpus/") else "cleaned folder"
+
+
 def group_of(clip: Clip) -> str:
-    """The training columns: corpus cries, corpus room tone, cry mixes, generated not-crying."""
-    if clip.folder == "corpus/silence":
+    """The design table's training columns: corpus cries, corpus room tone, cry mixes, generated not-crying."""
+    if clip.folder.startswith("corpus/silence"):
         return "corpus room tone"
-    if clip.folder.startswith("corpus/"):
+    if is_corpus_cry(clip.folder):
         return "corpus cries"
     return "cry mixes" if clip.label == 1 else "generated not-crying"
 
@@ -121,6 +142,7 @@ def design_row(design: Design, m: Material, live: LiveSettings, seed: int = 0) -
                                   design, live, seed)
         for i, p in zip(te, probs):
             room[i] = clip_outcome(p, m.tables[i]["heard"], threshold, live)[0]
+    cries = [m.clips[i] for i in base if is_corpus_cry(m.clips[i].folder)]
     scored = []
     for group, night_list in m.nights.items():
         tr = [i for i, c in enumerate(m.clips) if m.groups.get(c.source, -1) != group
@@ -131,6 +153,8 @@ def design_row(design: Design, m: Material, live: LiveSettings, seed: int = 0) -
     return {"design": design.name, **{k: v for k, v in dataclasses.asdict(design).items() if k != "name"},
             "training": {k: v["share"] for k, v in rates([m.clips[i] for i in base], cv[base], group_of).items()},
             "training_folders": rates([m.clips[i] for i in base], cv[base], lambda c: c.folder),
+            "corpus_cries_by_origin": rates(cries, cv[[i for i in base if is_corpus_cry(m.clips[i].folder)]],
+                                            lambda c: origin_of(c.folder), seed),
             "real_room": rates([c for c, s in zip(m.clips, m.sound) if s], room[m.sound], lambda c: c.folder),
             "nights": nights_summary(scored)}
 
@@ -160,7 +184,8 @@ def material(train_dirs: list[Path], sounds_dir: Path, live: LiveSettings, yamne
     yamnet = YamnetModel.from_folder(yamnet_dir, model)
     train, sounds = gather(train_dirs), gather([sounds_dir])
     clips = train + sounds
-    pool = [c for c in sounds + [c for c in train if c.folder.startswith("corpus/")] if c.folder != "corpus/silence"]
+    pool = [c for c in sounds + [c for c in train if c.folder.startswith("corpus/")]
+            if not c.folder.startswith("corpus/silence")]
     groups = night_mixer.source_groups(pool)
     nights = {}
     for group in (0, 1):
@@ -212,10 +237,12 @@ def design_markdown(report: dict) -> str:
                   "–" if n["episodes_per_caught_cry"] is None else f"{n['episodes_per_caught_cry']:.2f}"]
         lines.append(f"| {r['design']} | " + " | ".join(cells) + " |")
     shipped = next((r for r in rows if "shipped" in r["design"]), rows[-1])
-    corpus = {f.split("/", 1)[1]: v["share"] for f, v in shipped["training_folders"].items()
-              if f.startswith("corpus/") and f != "corpus/silence"}
+    corpus = {f.split("/", 1)[1]: v["share"] for f, v in shipped["training_folders"].items() if is_corpus_cry(f)}
     if "corpus cries" in shipped["training"]:
         lines += ["", f"Corpus cries detected by the shipped design, cross-validated by source: "
                       f"{shipped['training']['corpus cries']:.1%} ("
                   + ", ".join(f"{c} {share:.0%}" for c, share in corpus.items()) + ")."]
+        lines += [f"By origin: {origin} {v['crying_clips']}/{v['clips']} cries from {v['sources']} babies, "
+                  f"{v['share']:.1%} [90%: {v['interval_90'][0]:.1%}, {v['interval_90'][1]:.1%}] (babies resampled)."
+                  for origin, v in shipped.get("corpus_cries_by_origin", {}).items()]
     return "\n".join(lines) + "\n"

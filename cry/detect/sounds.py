@@ -102,8 +102,9 @@ def _tree_clips(root: Path) -> list[Clip]:
 
 
 def _corpus_clips(root: Path) -> list[Clip]:
-    return [Clip(path, int(c != "silence"), f"corpus/{c}", f"baby:{baby_id(path)}")
-            for c in CLASSES for path in list_audio_files(root / c)]
+    """Class folders; a sub-folder (decoded uploads: <class>/uploads/) is a folder of its own."""
+    return [Clip(path, int(c != "silence"), f"corpus/{path.parent.relative_to(root).as_posix()}",
+                 f"baby:{baby_id(path)}") for c in CLASSES for path in list_audio_files(root / c)]
 
 
 def _problem(path: Path) -> str | None:

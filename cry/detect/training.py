@@ -172,19 +172,21 @@ def _below(path: Path, folder: Path) -> bool:
 
 def train_on_corpus(audio_dir: Path, out_path: Path = DEFAULT_DETECTOR, yamnet_dir: Path | None = None,
                     live: LiveSettings = LiveSettings(), sounds: list[Path] = (), night_check: Path | None = None,
-                    generated_dir: Path = GENERATED_DIR, cache_dir: Path = CACHE_DIR) -> list[det.Detector]:
+                    generated_dir: Path = GENERATED_DIR, cache_dir: Path = CACHE_DIR,
+                    extra_cry_dirs: tuple[Path, ...] = ()) -> list[det.Detector]:
     """What train_model.py runs: the sounds cry.detect.synth generates (made once, then reused)
-    beside the corpus from prepare_data.py and the sound trees given, then train_detector on all
-    of them; with night_check, a second detector that never heard the sources of the nights
-    make_nights.py mixes by default (group 0 of 2 of the sound trees' and the corpus's cries and
-    not-crying sounds), for an honest night report. Returns the detectors made."""
+    beside the corpus from prepare_data.py, any extra trees of corpus cries (the uploads tagged
+    with no class: prepare_data.py's --other-cries-dir) and the sound trees given, then
+    train_detector on all of them; with night_check, a second detector that never heard the
+    sources of the nights make_nights.py mixes by default (group 0 of 2 of the sound trees' and
+    the corpus's cries and not-crying sounds), for an honest night report. Returns the detectors made."""
     from cry.detect import synth
     from cry.detect.nights import source_groups
 
-    folders = [audio_dir, synth.generate(generated_dir, audio_dir), *sounds]
+    folders = [audio_dir, synth.generate(generated_dir, audio_dir), *extra_cry_dirs, *sounds]
     made = [train_detector(folders, out_path, yamnet_dir, live=live, cache_dir=cache_dir)]
     if night_check is not None:
-        pool = [c for c in gather([*sounds, audio_dir]) if c.folder != "corpus/silence"]
+        pool = [c for c in gather([*sounds, audio_dir]) if not c.folder.startswith("corpus/silence")]
         groups = source_groups(pool)
         made.append(train_detector(folders, night_check, yamnet_dir, live=live, cache_dir=cache_dir,
                                    yamnet=made[0].yamnet, leave_out={s for s, g in groups.items() if g == 0}))

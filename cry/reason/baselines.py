@@ -11,7 +11,7 @@ from tqdm import tqdm
 from cry.audio import decode, list_audio_files, resample
 from cry.files import UserError
 from cry.params import CLASSES, Settings
-from cry.reason.metrics import N_BOOT, bootstrap_scores, two_level_scores
+from cry.reason.metrics import N_BOOT, bootstrap_scores, scores_by_reason
 from cry.reason.windows import load_audio
 
 
@@ -94,7 +94,7 @@ def baselines(labels: np.ndarray, babies: np.ndarray, features: dict[str, np.nda
             clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
             clf.fit(x[~test], labels[~test])
             logistic[kind][np.ix_(test, clf.classes_)] = clf.predict_proba(x[test])
-    out = {"majority": bootstrap_scores(labels, majority, babies, n_boot, score_fn=two_level_scores)}
+    out = {"majority": bootstrap_scores(labels, majority, babies, n_boot, score_fn=scores_by_reason)}
     for kind, p in logistic.items():
-        out[f"{kind}_logistic_regression"] = bootstrap_scores(labels, p, babies, n_boot, score_fn=two_level_scores)
+        out[f"{kind}_logistic_regression"] = bootstrap_scores(labels, p, babies, n_boot, score_fn=scores_by_reason)
     return out

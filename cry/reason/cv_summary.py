@@ -9,13 +9,15 @@ import numpy as np
 
 from cry.decision import decide
 from cry.files import write_json, write_text
-from cry.params import SILENCE, Settings
+from cry.params import CLASSES, SILENCE, Settings
 from cry.reason import reports
 from cry.reason.baselines import baselines
 from cry.reason.calibration import fit_calibration
 from cry.reason.crossval import PREDICTIONS_FILE, SUMMARY_FILE, CvPredictions, CvRun, fold_runs
 from cry.reason.metrics import (N_BOOT, aggregate_recordings, bootstrap_scores, expected_calibration_error,
-                                two_level_scores)
+                                scores_by_reason, two_level_scores)
+
+PER_REASON_FILE = "cv_per_reason.md"
 
 
 def per_fold_scores(predictions: CvPredictions, folds: list, seeds) -> list[dict]:
@@ -79,7 +81,8 @@ def summarise(predictions: CvPredictions, folds: list, run: CvRun, n_boot: int =
     p, seeds = predictions, list(run.seeds)
     mean_p = p.calibrated.mean(axis=0)
     rec_p, rec_labels, rec_babies, _ = aggregate_recordings(mean_p, p.labels, p.recordings, p.babies)
-    result = bootstrap_scores(rec_labels, rec_p, rec_babies, n_boot, score_fn=two_level_scores)
+    result = bootstrap_scores(rec_labels, rec_p, rec_babies, n_boot, score_fn=scores_by_reason)
+    result["reason_support"] = reason_support(rec_labels, rec_babies)
     result["window_level"] = bootstrap_scores(p.labels, mean_p, p.babies, n_boot // 5, score_fn=two_level_scores)
     result.update(false_alarms(p, folds, seeds, run.settings))
     result.update(calibration_variants(p))
@@ -91,9 +94,34 @@ def summarise(predictions: CvPredictions, folds: list, run: CvRun, n_boot: int =
     return result
 
 
+def reason_support(labels: np.ndarray, babies: np.ndarray) -> dict[str, dict]:
+    """Recordings and babies of each reason."""
+    return {c: {"recordings": int((labels == i).sum()), "babies": len(set(babies[labels == i]))}
+            for i, c in enumerate(CLASSES) if i != SILENCE}
+
+
+def per_reason_markdown(result: dict) -> str:
+    """Each reason on its own: support, and its one-vs-rest AUC among cries for the model and every
+    baseline through the same folds, with 95% intervals from resampling babies."""
+    columns = {"model": result, **{k: v for k, v in result["baselines"].items() if k != "majority"}}  # majority: 0.5
+    lines = ["| reason | recordings | babies | " + " | ".join(f"{name} AUC" for name in columns) + " |",
+             "|---|---:|---:|" + "---|" * len(columns)]
+    for reason, support in result["reason_support"].items():
+        cells = [reports.interval(r[f"auc_{reason}"]) for r in columns.values()]
+        lines.append(f"| {reason} | {support['recordings']} | {support['babies']} | " + " | ".join(cells) + " |")
+    beats = [reason for reason in result["reason_support"] if result[f"auc_{reason}"]["ci_low"] > 0.5]
+    lines += ["", "Reasons the model tells apart for babies it never heard (95% interval above 0.5): "
+              + (", ".join(beats) if beats else "none") + "."]
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(result: dict, folder: Path, experiments_file: Path) -> None:
-    """cv.json in folder and the run's row (and the baselines' first rows) in the experiments table."""
+    """cv.json in folder, each reason's table in cv_per_reason.md, and the run's row (and the
+    baselines' first rows) in the experiments table."""
     write_json(result, Path(folder) / SUMMARY_FILE)
+    per_reason = per_reason_markdown(result)
+    write_text(per_reason, Path(folder) / PER_REASON_FILE)
+    print(per_reason)
     old = experiments_file.read_text() if experiments_file.exists() else reports.EXPERIMENTS_HEADER
     write_text(old + reports.experiment_rows(result, old), experiments_file)
     print(json.dumps({k: result[k] for k in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1",

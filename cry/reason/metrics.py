@@ -135,15 +135,35 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_
     return float(ece), table
 
 
+def reason_view(labels: np.ndarray, probabilities: np.ndarray, silence: int = SILENCE):
+    """Among cries only: (reason index [n_cries] into `reasons`, reason shares [n_cries, n_reasons], reasons:
+    the class numbers without silence), the silence column dropped and the rest renormalised by reason_shares."""
+    crying = labels != silence
+    reasons = [c for c in range(probabilities.shape[1]) if c != silence]
+    return np.searchsorted(reasons, labels[crying]), reason_shares(probabilities[crying], silence)[:, reasons], reasons
+
+
+def reason_aucs(labels: np.ndarray, probabilities: np.ndarray, silence: int = SILENCE) -> dict[str, float]:
+    """Each reason's one-vs-rest ROC-AUC among cries (NaN where it or the rest is absent)."""
+    y, p, reasons = reason_view(labels, probabilities, silence)
+    return {CLASSES[c]: float(roc_auc_score(y == i, p[:, i])) if 0 < (y == i).sum() < len(y) else float("nan")
+            for i, c in enumerate(reasons)}
+
+
+def scores_by_reason(labels: np.ndarray, probabilities: np.ndarray, silence: int = SILENCE) -> dict[str, float]:
+    """two_level_scores and each reason's one-vs-rest AUC among cries, as "auc_<reason>": a macro average
+    over reasons with a handful of babies each hides which of them, if any, is told apart."""
+    return {**two_level_scores(labels, probabilities, silence),
+            **{f"auc_{c}": v for c, v in reason_aucs(labels, probabilities, silence).items()}}
+
+
 def two_level_scores(labels: np.ndarray, probabilities: np.ndarray, silence: int = SILENCE) -> dict[str, float]:
     """The two questions apart: crying vs silence (ROC-AUC of 1 - p(silence)), and among cries
-    the reason (silence column dropped, the rest renormalised by reason_shares)."""
+    the reason (reason_view)."""
     crying = labels != silence
     out = {"cry_vs_silence_auc": float(roc_auc_score(crying, 1 - probabilities[:, silence]))
            if 0 < crying.sum() < len(labels) else float("nan")}
-    reasons = [c for c in range(probabilities.shape[1]) if c != silence]
-    p = reason_shares(probabilities[crying], silence)[:, reasons]
-    y = np.searchsorted(reasons, labels[crying])
+    y, p, _ = reason_view(labels, probabilities, silence)
     out["reasons_macro_auc"] = macro_roc_auc(y, p)
     out["reasons_macro_f1"] = float(f1_score(y, p.argmax(axis=1), labels=np.unique(y), average="macro",
                                              zero_division=0))
