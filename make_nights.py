@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from cry import runtime
-from cry.detect.nights import BACKGROUNDS, NightRecipe, group_clips, write_nights
+from cry.detect.nights import BACKGROUNDS, NightRecipe, group_clips, night_pool, write_nights
 from cry.detect.training import gather
 from cry.files import UserError, run_main
 from cry.params import DEFAULT_AUDIO
@@ -43,8 +43,7 @@ def main(argv=None) -> int:
     if not 0 <= args.group < args.groups or args.nights_per_background < 1:
         raise UserError("--group must be in 0 .. --groups - 1, and --nights-per-background at least 1")
     folders = [args.sounds] + ([] if str(args.corpus) == "none" else [args.corpus])
-    pool = [c for c in gather(folders) if not c.folder.startswith("corpus/silence")]
-    clips, _ = group_clips(pool, args.group, args.groups)
+    clips, _ = group_clips(night_pool(gather(folders)), args.group, args.groups)
     cries, sounds = [c for c in clips if c.label == 1], [c for c in clips if c.label == 0]
     if not cries:
         raise UserError(f"no cries among the sources of group {args.group} (cry/ folders of {args.sounds})")

@@ -3,7 +3,7 @@
 Every hop (the detector's live settings: a 3 s window every 0.5 s) the newest window goes through
 the package's live path (cry.live_path): too quiet -> "quiet" (no model call); not a cry ->
 "not crying" and what was heard; a cry -> "crying" with the reason only where held-out babies
-showed the model knows it, otherwise "reason uncertain". Answers go to the terminal and, when
+showed the model knows it, otherwise "reason not known" (no guesses shown). Answers go to the terminal and, when
 asked, to a CSV of episodes, a per-window trace, the web page, MQTT and phone notifications. A
 microphone that is lost or gives only digital zeros is "not listening" on all of them, and is
 retried until it is back. SIGTERM and SIGHUP stop it as Ctrl-C does.
@@ -47,7 +47,7 @@ def parse_args(argv):
     parser.add_argument("--fast", action="store_true", help="with --file: as fast as possible, not real time")
     parser.add_argument("--threshold", type=float, help="claim a reason from this share of the cry up (default: "
                         "the model's, from validation babies); reasons are claimed at all only where held-out "
-                        "babies showed skill, else 'reason uncertain'")
+                        "babies showed skill, else 'reason not known'")
     parser.add_argument("--deaf-after", type=float, default=ZEROS_SECONDS, metavar="SECONDS",
                         help="say 'not listening' on every output when the microphone has given only digital "
                         "zeros this long (muted, or a dead input; a lost device is said at once and retried "

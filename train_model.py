@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     print(f"reason claims on held-out babies at that threshold: {claims.claimed_share:.0%} of cry windows, "
           f"right {claims.precision or 0:.0%} (95% lower bound {claims.precision_ci_low or 0:.0%}) against "
           f"{claims.prior_precision or 0:.0%} for always '{claims.prior_reason}': "
-          + ("claimed live" if claims.allowed else "live says 'reason uncertain'"))
+          + ("claimed live" if claims.allowed else "live says 'reason not known'"))
     print(f"model written to {args.model} and {info_path(args.model)}; curves in {curves}")
     if args.detector != "none":
         from cry.detect.detector import describe

@@ -24,7 +24,7 @@ ANDROID, IOS = UPLOAD_BUCKETS
 IN_CLEANED_HU = "af30880e-5f98-4dc0-b37a-be6b21fa0ba3-1431240037389-1.7-m-26-hu"   # also in the cleaned folder
 # Real uploads not in the cleaned folder, and what the screen made of them on the developers' copy.
 CRIES = {f"{ANDROID}/999bf14b-e417-4b44-b746-9253f81efe38-1430972820020-1.7-m-26-bu.3gp": "burping",
-         f"{IOS}/643D64AD-B711-469A-AF69-55C0D5D3E30F-1430128367-1.0-m-72-bp.caf": "belly_pain",
+         f"{IOS}/F95D4BCE-2FB0-4A0C-A058-BFB0674539AF-1430897884-1.0-f-72-ti.caf": "tired",
          f"{ANDROID}/6bd76f21-f279-4c46-9453-58c95e7b2475-1430767960952-1.7-m-72-dk.3gp": "dont_know"}
 NOT_CRIES = (f"{ANDROID}/c8fa621d-f18e-485d-9b23-c44fadb6e1d3-1430724173566-1.7-m-04-hu.3gp",   # no crying heard
              f"{ANDROID}/0c8f14a9-6999-485b-97a2-913c1cbf099c-1431028874252-1.7-m-26-sc.3gp")   # all quiet
@@ -145,7 +145,7 @@ def test_prepare_data_takes_the_uploads_by_default_and_not_with_no_uploads(small
         assert sum(name in line for line in lines if line.startswith("skipped: ")) == 1
     assert "2 used for the reasons, 1 cries for the detector only (dont_know 1" in done.stdout
     assert "2 not cries, 3 cannot be used" in done.stdout
-    assert "belly_pain 1, hungry 1," in done.stdout and "burping 1" in done.stdout
+    assert "hungry 1, cold_hot 0, tired 1," in done.stdout and "burping 1" in done.stdout
     assert len(list(out.rglob("uploads/*.wav"))) >= 2 and len(list(other.rglob("*.wav"))) == 1
     done = run_script(*args, "--no-uploads", ok=(0,))
     assert "removed" in done.stdout and not list(out.rglob("uploads/*.wav")) and not list(other.rglob("*.wav"))

@@ -184,8 +184,7 @@ def material(train_dirs: list[Path], sounds_dir: Path, live: LiveSettings, yamne
     yamnet = YamnetModel.from_folder(yamnet_dir, model)
     train, sounds = gather(train_dirs), gather([sounds_dir])
     clips = train + sounds
-    pool = [c for c in sounds + [c for c in train if c.folder.startswith("corpus/")]
-            if not c.folder.startswith("corpus/silence")]
+    pool = night_mixer.night_pool(sounds + [c for c in train if c.folder.startswith("corpus/")])
     groups = night_mixer.source_groups(pool)
     nights = {}
     for group in (0, 1):

@@ -182,6 +182,14 @@ def write_nights(out_dir: Path, cries: list[Clip], sounds: list[Clip], nights_pe
     return out_dir
 
 
+def night_pool(clips: list[Clip]) -> list[Clip]:
+    """The clips nights are mixed from: not the corpus's room tone (a night has backgrounds of its
+    own) and not the decoded uploads (phone recordings, many with talk or noise over a trace of
+    crying: no clean truth of where a cry is). The same pool for make_nights.py, the night-check
+    detector and the design table, so a source falls to the same group in all three."""
+    return [c for c in clips if not c.folder.startswith("corpus/silence") and not c.folder.endswith("/uploads")]
+
+
 def source_groups(clips: list[Clip], n_groups: int = 2) -> dict[str, int]:
     """source -> group (0 .. n_groups - 1): every folder's sources dealt out in turn, each folder
     starting where the last left off, so that every group holds sources of every kind and a

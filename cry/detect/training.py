@@ -181,12 +181,12 @@ def train_on_corpus(audio_dir: Path, out_path: Path = DEFAULT_DETECTOR, yamnet_d
     sources of the nights make_nights.py mixes by default (group 0 of 2 of the sound trees' and
     the corpus's cries and not-crying sounds), for an honest night report. Returns the detectors made."""
     from cry.detect import synth
-    from cry.detect.nights import source_groups
+    from cry.detect.nights import night_pool, source_groups
 
     folders = [audio_dir, synth.generate(generated_dir, audio_dir), *extra_cry_dirs, *sounds]
     made = [train_detector(folders, out_path, yamnet_dir, live=live, cache_dir=cache_dir)]
     if night_check is not None:
-        pool = [c for c in gather([*sounds, audio_dir]) if not c.folder.startswith("corpus/silence")]
+        pool = night_pool(gather([*sounds, audio_dir]))
         groups = source_groups(pool)
         made.append(train_detector(folders, night_check, yamnet_dir, live=live, cache_dir=cache_dir,
                                    yamnet=made[0].yamnet, leave_out={s for s, g in groups.items() if g == 0}))
