@@ -32,14 +32,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_AUDIO, help="default: %(default)s")
     parser.add_argument("--no-uploads", action="store_true",
                         help="the cleaned folder only (removes decoded uploads of earlier runs from --out-dir)")
-    parser.add_argument("--other-cries-dir", type=Path, default=DEFAULT_OTHER_CRIES,
-                        help="uploads tagged dk/lo/sc, cries for the detector only (default: %(default)s)")
+    parser.add_argument("--other-cries-dir", type=Path, help="uploads tagged dk/lo/sc, cries for the detector only "
+                        f"(default: other_cries beside --out-dir, so {DEFAULT_OTHER_CRIES} for the default)")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/download"),
                         help="where the download is kept (default: %(default)s)")
     parser.add_argument("--models-source", type=Path, help="local copy of the pretrained model folder "
                         "(default: download YAMNet)")
     parser.add_argument("--models-dir", type=Path, default=PRETRAINED_DIR, help="default: %(default)s")
     args = parser.parse_args(argv)
+    args.other_cries_dir = args.other_cries_dir or args.out_dir.parent / DEFAULT_OTHER_CRIES.name
     runtime.setup()
     for folder in (args.source, args.models_source):
         if folder is not None and not folder.is_dir():

@@ -178,32 +178,65 @@ def test_a_scan_over_a_ray_cluster_equals_one_without(recordings, reference, sma
     assert results(tmp_path / "ray") == results(reference[0])
 
 
-def test_cross_validation_over_ray_gives_the_same_probabilities(cluster, tmp_path):
-    """A tiny --cv 2 --epochs 1 with and without Ray (run at once, to save time): the same
-    out-of-fold probabilities, raw and calibrated, bit for bit."""
-    from conftest import CORPUS_DATA, need
+def test_cross_validation_locally_and_over_ray(cluster, corpus_audio, tmp_path):
+    """A small --cv 2 --epochs 1 (the corpus's seven folders, 10 recordings of each at most), with
+    and without Ray at once: the local run writes cv.json with intervals, each reason on its own,
+    the baselines through the same folds, an experiment row, and rescores alike from its saved
+    probabilities; over Ray, the same out-of-fold probabilities, raw and calibrated, bit for bit."""
+    import json
 
     audio = tmp_path / "audio"
-    for name in ("belly_pain", "tired", "discomfort"):  # 10 babies each: enough for 2 folds and a validation split
-        (audio / name).mkdir(parents=True)
-        for path in sorted(need(CORPUS_DATA / name).glob("*.wav"))[:10]:
-            (audio / name / path.name).write_bytes(path.read_bytes())
+    for class_dir in sorted(p for p in corpus_audio.iterdir() if p.is_dir()):
+        (audio / class_dir.name).mkdir(parents=True)
+        for path in sorted(class_dir.glob("*.wav"))[:10]:
+            (audio / class_dir.name / path.name).write_bytes(path.read_bytes())
     run_script("preprocess_model.py", "--audio-dir", audio, "--out-dir", tmp_path / "spec", ok=(0,))
 
-    def command(reports: Path, *more: str) -> list[str]:
+    def command(reports: Path, baseline_audio: Path, *more: str) -> list[str]:
         return [sys.executable, str(ROOT / "evaluate_model.py"), "--cv", "2", "--epochs", "1", "--data-dir",
                 str(tmp_path / "spec"), "--reports-dir", str(reports), "--experiments-file", str(reports / "exp.md"),
-                "--audio-dir-for-baseline", str(tmp_path / "none"), "--bootstrap", "10", "--augment", "none",
-                "--batch-size", "64", *more]
-    local = subprocess.Popen(command(tmp_path / "local"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-    spread = subprocess.run(command(tmp_path / "ray", "--ray", cluster.address), cwd=ROOT, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, **DRIVER_ENV})
+                "--audio-dir-for-baseline", str(baseline_audio), "--pretrained-dir", str(MODELS), "--bootstrap",
+                "100", "--augment", "none", "--batch-size", "64", *more]
+    local = subprocess.Popen(command(tmp_path / "local", audio), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    spread = subprocess.run(command(tmp_path / "ray", tmp_path / "none", "--ray", cluster.address), cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env={**os.environ, **DRIVER_ENV})
     local_err = local.communicate(timeout=600)[1]
     assert local.returncode == 0 and spread.returncode == 0, local_err[-2000:] + spread.stderr[-2000:]
     assert "on the Ray cluster at" in spread.stderr
     with np.load(tmp_path / "local" / "cv_predictions.npz") as a, np.load(tmp_path / "ray" / "cv_predictions.npz") as b:
-        assert set(a.files) == set(b.files)
         for key in ("raw", "calibrated", "temperature_only", "validation_raw", "labels", "recordings"):
             assert np.array_equal(a[key], b[key]), key
-        assert a["raw"].shape[1] == 150 and not np.allclose(a["raw"], a["raw"][:, :1])  # predictions, not constants
+        windows = len(list((tmp_path / "spec").rglob("*.png")))
+        assert a["raw"].shape[1] == windows and not np.allclose(a["raw"], a["raw"][:, :1])  # predictions
+
+    out = tmp_path / "local"
+    cv = json.loads((out / "cv.json").read_text())
+    for key in ("cry_vs_silence_auc", "reasons_macro_auc", "reasons_macro_f1"):
+        assert cv[key]["ci_low"] <= cv[key]["value"] <= cv[key]["ci_high"], key
+        assert cv["baselines"]["majority"][key]["ci_low"] <= cv["baselines"]["majority"][key]["value"]
+    assert 0 <= cv["ece_after_scaling"] <= 1
+    support = cv["reason_support"]                          # each reason on its own: support and AUC with interval
+    assert set(support) == {"belly_pain", "hungry", "cold_hot", "tired", "discomfort", "burping"}
+    for reason in support:
+        assert support[reason]["recordings"] == len(list((audio / reason).glob("*.wav"))), reason
+        auc = cv[f"auc_{reason}"]
+        assert auc["ci_low"] <= auc["value"] <= auc["ci_high"], reason
+        assert f"auc_{reason}" in cv["baselines"]["yamnet_logistic_regression"]
+    assert support["cold_hot"]["babies"] < support["cold_hot"]["recordings"] == 7   # 7 recordings of 3 babies
+    per_reason = (out / "cv_per_reason.md").read_text()
+    assert "| cold_hot | 7 |" in per_reason and "95% interval above 0.5" in per_reason
+    assert cv["baselines"]["majority"]["cry_vs_silence_auc"]["value"] == 0.5
+    assert cv["baselines"]["mfcc_logistic_regression"]["cry_vs_silence_auc"]["value"] > 0.9   # loudness separates them
+    folds = json.loads((out / "cv_folds.json").read_text())["folds"]
+    assert not set(folds[0]) & set(folds[1])
+    table = (out / "exp.md").read_text()
+    assert table.count("--cv 2") == 1 and table.count("baseline:") == 3 and "sampling, augment none" in table
+
+    # Re-scored from the saved probabilities and baseline features alone: no audio needed, the same figures.
+    run_script("evaluate_model.py", "--rescore", out, "--experiments-file", out / "exp.md",
+               "--audio-dir-for-baseline", tmp_path / "no audio", "--bootstrap", "100", ok=(0,))
+    again = json.loads((out / "cv.json").read_text())
+    same = {k: v for k, v in again.items() if k != "rescored"}
+    assert "rescored" in again and json.dumps(same, sort_keys=True) == json.dumps(cv, sort_keys=True)  # NaN too
+    assert (out / "exp.md").read_text().count("re-scored") == 1
