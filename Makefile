@@ -35,7 +35,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	sh scripts/system-deps.sh test
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n auto --dist loadgroup tests
 
 # Inputs are made only when missing: a fresh clone gets the corpus (CORPUS, else the shared
 # copy beside the repository, else a download), spectrograms and a short-trained model.
@@ -50,4 +50,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py --model models/cry_model.keras
 
 clean:
-	rm -rf data/audio data/spectrograms data/generated data/detector_cache data/nights models reports
+	rm -rf data/audio data/other_cries data/spectrograms data/generated data/detector_cache data/nights models reports

@@ -153,10 +153,11 @@ os.environ.setdefault("VMIC_RATE", "44100")  # the rate PortAudio's pulse device
 _vmic = {"started": False, "problem": None}
 
 
-def pytest_sessionstart(session):
-    """Start the virtual microphone before test modules (and so sounddevice) are imported."""
-    if os.path.exists(f"{VMIC_DIR}/pid"):
-        return  # started by CI or the user: use it, leave it running
+def pytest_configure(config):
+    """Start the virtual microphone before test modules (and so sounddevice) are imported, and
+    before pytest-xdist starts its workers, which inherit PULSE_SERVER and use this one."""
+    if hasattr(config, "workerinput") or os.path.exists(f"{VMIC_DIR}/pid"):
+        return  # a worker, or started by CI or the user: use it, leave it running
     if not (shutil.which("pulseaudio") and shutil.which("paplay")):
         _vmic["problem"] = "pulseaudio/paplay not installed (sh scripts/system-deps.sh test installs them)"
         return
@@ -166,7 +167,7 @@ def pytest_sessionstart(session):
     _vmic["started"] = True  # stop also cleans up after a failed start
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_unconfigure(config):
     if _vmic["started"]:
         subprocess.run(["sh", str(VMIC_SCRIPT), "stop"], check=False)
 
@@ -206,6 +207,15 @@ def virtual_mic_or_skip() -> None:
     problem = _vmic["problem"] or (None if os.path.exists(f"{VMIC_DIR}/pid") else "virtual microphone not running")
     if problem:
         (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no virtual microphone: {problem}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (make test: -n auto --dist loadgroup) a module's tests run on one worker
+    (its module fixtures, a Ray cluster or generated recordings, are made once), and the tests that
+    play into the one shared virtual microphone run on one worker, one after another."""
+    for item in items:
+        shared_microphone = "mic_feed" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("virtual_microphone" if shared_microphone else item.module.__name__))
 
 
 @pytest.fixture
