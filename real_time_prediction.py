@@ -28,7 +28,8 @@ from cry.detect.feedback import DEFAULT_FOLDER as FEEDBACK_DIR
 from cry.deafness import ZEROS_SECONDS, Deafness
 from cry.files import UserError, run_main
 from cry.live_path import run
-from cry.monitor import marks, mqtt, mqtt_config, notify, web
+from cry.detect import marks
+from cry.monitor import mqtt, mqtt_config, notify, web
 from cry.monitor.alerts import Alerts
 from cry.monitor.outputs import EpisodeLog, TerminalLine, Trace
 from cry.monitor.recording import Recording, check_recording_path

@@ -22,7 +22,7 @@ from cry.corpus import baby_id
 from cry.decision import State
 from cry.detect.feedback import HomeLearning, sample_path
 from cry.live_path import play_clip, run
-from cry.monitor.marks import Marker, mark_file
+from cry.detect.marks import Marker, mark_file
 from cry.stream import array_source
 
 
@@ -193,3 +193,23 @@ def test_browser_not_a_cry_on_an_episode_then_the_same_cry_does_not_alarm(small_
     assert len(starts) == 1, starts  # the same cry, played again after the mark: no episode
     assert list((tmp_path / "fb" / "clips").glob("*-not_cry.wav"))
     assert "feedback from the page: learnt" in err.read_text()
+
+
+def test_the_marker_keeps_the_last_minutes_and_the_episodes_not_the_whole_night():
+    """An hour of white noise is every window heard: the marker keeps the embeddings of the last
+    AUDIO_SECONDS and of the crying windows (what "Not a cry" on an episode marks), so a night
+    costs its episodes, not its hours."""
+    from cry.decision import State, WindowScores, WindowState
+    from cry.detect.marks import AUDIO_SECONDS
+
+    marker = Marker(None, 16000, 3.0)
+    hop, embedding = 0.5, np.ones(1024, np.float32)
+    for k in range(int(3600 / hop)):
+        t = k * hop
+        crying = 60 <= t < 120  # a minute of crying, early in the hour
+        scores = WindowScores(-30.0, 0.9 if crying else 0.1, "crying" if crying else "noise", embedding=embedding)
+        marker.on_window(WindowState(t, t, State.CRYING if crying else State.NOT_CRYING, -30.0,
+                                     scores.heard, scores.cry_probability, None, scores=scores))
+    kept = len(marker.recent) + len(marker.crying)
+    assert len(marker.crying) == 120 and len(marker.recent) <= AUDIO_SECONDS / hop + 1, kept
+    assert [w[0] for w in marker.crying] == [60 + hop * i for i in range(120)]  # the episode, in order

@@ -152,7 +152,7 @@ class Page:
     def outputs(self, path, marker=None) -> list[Output]:
         """The history's writer and the page's output, whose server is running and whose address is
         printed when this returns. path: the cry.live_path.LivePath that uploads go through too;
-        marker: the cry.monitor.marks.Marker that a parent's marks go to (None: marking is off)."""
+        marker: the cry.detect.marks.Marker that a parent's marks go to (None: marking is off)."""
         from functools import partial
 
         from cry.monitor import upload

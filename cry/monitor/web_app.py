@@ -50,7 +50,7 @@ def create_app(web: WebOutput, upload=None, token: str | None = None, host: str 
                max_upload_bytes: int = 20 * 2**20, throttle: Throttle | None = None, feedback=None):
     """The FastAPI app behind its Guard. upload: bytes -> JSON-ready answer (cry.upload.answer with
     the model bound), raising UploadError; None: no uploads (503). feedback: a parent's mark
-    (cry.monitor.marks.Marker.mark_request), raising UserError; None: marking is off (503). A fresh
+    (cry.detect.marks.Marker.mark_request), raising UserError; None: marking is off (503). A fresh
     per-page token is put in the page for its script to send with uploads and marks."""
     @contextlib.asynccontextmanager
     async def lifespan(app):

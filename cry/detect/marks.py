@@ -1,8 +1,10 @@
 """A parent's "not a cry" and "that was a cry", on the monitor's side: what was just heard, kept to be marked.
 
-The Marker is an output like the others: it keeps the YAMNet embedding of every window heard in
-the last KEEP_SECONDS (the detector has computed them anyway) and, through the ring's tap, the
-audio of the last AUDIO_SECONDS. A mark (from the page or the command line) takes the windows of
+The Marker is an output like the others: it keeps the YAMNet embedding (the detector has computed
+them anyway) of every window heard in the last AUDIO_SECONDS and, of older ones, only those of
+crying episodes, for KEEP_SECONDS (what can be marked: an episode, or the last minute; a night of
+white noise is every window heard, and would be 170 MB of embeddings), and, through the ring's
+tap, the audio of the last AUDIO_SECONDS. A mark (from the page or the command line) takes the windows of
 one episode, or of the last minute, hands them to cry.detect.feedback.HomeLearning, which refits
 the head at once, and keeps the clip as a WAV in the feedback folder on this machine (0600).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import sys
 import threading
 import time
@@ -17,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cry.decision import State
 from cry.detect import detector as det
 from cry.detect.feedback import LABELS, HomeLearning
 from cry.files import UserError, atomic_output
 from cry.live_path import Output
 
-KEEP_SECONDS = 12 * 3600   # windows of the page's night (its embeddings, float16: about 2 KB each)
+KEEP_SECONDS = 12 * 3600   # the episodes of the page's night (embeddings, float16: about 2 KB a window)
 AUDIO_SECONDS = 180.0      # the audio kept to save a marked clip
 WORDS = {"not_cry": "not a cry", "cry": "a cry"}
 
@@ -52,7 +56,8 @@ class Marker(Output):
     def __init__(self, learning: HomeLearning, rate: int, window_seconds: float, audio_seconds: float = AUDIO_SECONDS):
         self.learning, self.rate, self.window_seconds = learning, rate, window_seconds
         self.audio_seconds = audio_seconds
-        self.windows = collections.deque()   # (stream_seconds, level_dbfs, embedding float16, scores WindowScores)
+        self.recent = collections.deque()    # (stream_seconds, level_dbfs, embedding float16, scores, crying)
+        self.crying = collections.deque()    # the same, of crying windows older than audio_seconds
         self.episodes = {}                   # episode start (wall clock) -> (stream start, stream end or None)
         self.audio, self.audio_end, self.audio_kept = collections.deque(), 0, 0  # int16 blocks; samples written, kept
         self._lock = threading.Lock()
@@ -72,10 +77,13 @@ class Marker(Output):
         if scores is None or scores.embedding is None:
             return
         with self._lock:
-            self.windows.append((state.stream_seconds, state.level_dbfs, scores.embedding.astype(np.float16),
-                                 scores))
-            while self.windows and self.windows[0][0] < state.stream_seconds - KEEP_SECONDS:
-                self.windows.popleft()
+            self.recent.append((state.stream_seconds, state.level_dbfs, scores.embedding.astype(np.float16), scores,
+                                state.state == State.CRYING))
+            while self.recent and self.recent[0][0] < state.stream_seconds - self.audio_seconds:
+                if (old := self.recent.popleft())[4]:
+                    self.crying.append(old)
+            while self.crying and self.crying[0][0] < state.stream_seconds - KEEP_SECONDS:
+                self.crying.popleft()
 
     def on_episode(self, event) -> None:
         with self._lock:
@@ -88,7 +96,7 @@ class Marker(Output):
         """(first, last) stream seconds of the episode that started at wall-clock `start`."""
         with self._lock:
             found = self.episodes.get(round(start, 3))
-            now = self.windows[-1][0] if self.windows else 0.0
+            now = self.recent[-1][0] if self.recent else 0.0
         if found is None:
             raise UserError("no such episode in this run of the monitor (episodes of an earlier run cannot be marked)")
         return found[0], now if found[1] is None else found[1]
@@ -99,7 +107,7 @@ class Marker(Output):
         if label not in LABELS:
             raise UserError(f"label: one of {', '.join(LABELS)}")
         with self._lock:
-            rows = [w for w in self.windows if first <= w[0] <= last + self.window_seconds]
+            rows = [w for w in itertools.chain(self.crying, self.recent) if first <= w[0] <= last + self.window_seconds]
             clip = self._clip(first - self.window_seconds, last + self.window_seconds)
         if label == "cry" and rows:
             rows = [r for r, keep in zip(rows, det.loud_part([r[1] for r in rows], np.ones(len(rows), bool))) if keep]
@@ -118,7 +126,7 @@ class Marker(Output):
             if not 0 < seconds <= AUDIO_SECONDS:
                 raise UserError(f"seconds: between 0 and {AUDIO_SECONDS:g}")
             with self._lock:
-                last = self.windows[-1][0] if self.windows else 0.0
+                last = self.recent[-1][0] if self.recent else 0.0
             first = max(0.0, last - seconds)
         result = self.mark(label, first, last)
         print(f"\nfeedback from the page: {result.text()}", file=sys.stderr, flush=True)
