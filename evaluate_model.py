@@ -121,23 +121,32 @@ def events(args) -> int:
     return 0
 
 
-def feedback_check(args) -> int:
-    """What marking K false alarms of a folder does to the rest of it, and to cries."""
+def detector_trees(args, option: str, why: str) -> list[Path]:
+    """What the shipped detector is trained on besides --sounds (the corpus with its uploads, the
+    generated sounds, the other cries): --detector-cv and --feedback-check train their heads on it."""
     from cry.detect import synth
     from cry.detect.clip_report import check_sounds_dir
-    from cry.detect.feedback_check import feedback_report, markdown
-    from cry.detect.training import CACHE_DIR, GENERATED_DIR
-    from cry.yamnet import YamnetModel
+    from cry.detect.training import GENERATED_DIR
 
     if args.sounds is None:
-        raise UserError("--feedback-check needs --sounds DIR: the sounds whose false alarms are marked")
+        raise UserError(f"{option} needs --sounds DIR: {why}")
     check_sounds_dir(args.sounds)
     audio_dir = args.audio_dir or DEFAULT_AUDIO
     if not audio_dir.is_dir():
         raise UserError(f"{audio_dir}: no such folder (run prepare_data.py first)")
-    report = feedback_report([audio_dir, synth.generate(GENERATED_DIR, audio_dir)], args.sounds,
-                             YamnetModel.from_folder(args.pretrained_dir), shipped_live_settings(args),
-                             args.reports_dir, cache_dir=CACHE_DIR)
+    other = [args.other_cries_dir] if args.other_cries_dir.is_dir() else []
+    return [audio_dir, synth.generate(GENERATED_DIR, audio_dir), *other]
+
+
+def feedback_check(args) -> int:
+    """What marking K false alarms of a folder does to the rest of it, and to cries."""
+    from cry.detect.feedback_check import feedback_report, markdown
+    from cry.detect.training import CACHE_DIR
+    from cry.yamnet import YamnetModel
+
+    trees = detector_trees(args, "--feedback-check", "the sounds whose false alarms are marked")
+    report = feedback_report(trees, args.sounds, YamnetModel.from_folder(args.pretrained_dir),
+                             shipped_live_settings(args), args.reports_dir, cache_dir=CACHE_DIR)
     print(markdown(report))
     print(f"feedback report written to {args.reports_dir / 'feedback.json'} and {args.reports_dir / 'feedback.md'}")
     return 0
@@ -145,19 +154,12 @@ def feedback_check(args) -> int:
 
 def detector_design(args) -> int:
     """Each candidate detector recipe by source: the README's design table."""
-    from cry.detect import design, synth
-    from cry.detect.clip_report import check_sounds_dir
-    from cry.detect.training import CACHE_DIR, GENERATED_DIR
+    from cry.detect import design
+    from cry.detect.training import CACHE_DIR
 
-    if args.sounds is None:
-        raise UserError("--detector-cv needs --sounds DIR: the real-room clips the recipes are measured on")
-    check_sounds_dir(args.sounds)
-    audio_dir = args.audio_dir or DEFAULT_AUDIO
-    if not audio_dir.is_dir():
-        raise UserError(f"{audio_dir}: no such folder (run prepare_data.py first)")
-    other = [args.other_cries_dir] if args.other_cries_dir.is_dir() else []
-    report = design.design_report([audio_dir, synth.generate(GENERATED_DIR, audio_dir), *other], args.sounds,
-                                  shipped_live_settings(args), args.reports_dir, args.pretrained_dir, CACHE_DIR)
+    trees = detector_trees(args, "--detector-cv", "the real-room clips the recipes are measured on")
+    report = design.design_report(trees, args.sounds, shipped_live_settings(args), args.reports_dir,
+                                  args.pretrained_dir, CACHE_DIR)
     print(design.design_markdown(report))
     print(f"detector design table written to {args.reports_dir / 'detector_design.json'} and "
           f"{args.reports_dir / 'detector_design.md'} (nights in {report['nights']})")
@@ -210,8 +212,8 @@ def main(argv=None) -> int:
                       "that never heard it; its first 3 false alarms marked 'not a cry' (as a parent would); the rest "
                       "of that folder's alarms, and the cries caught, before and after")
     room.add_argument("--other-cries-dir", type=Path, default=DEFAULT_OTHER_CRIES,
-                      help="--detector-cv: prepare_data.py's uploads tagged with no class, cries too, when there "
-                      "(default: %(default)s)")
+                      help="--detector-cv, --feedback-check: prepare_data.py's uploads tagged with no class, "
+                      "cries too, when there (default: %(default)s)")
     room.add_argument("--pretrained-dir", type=Path, help=f"YAMNet's folder, also for the --cv baseline on its "
                       f"embeddings (default: {PRETRAINED_DIR})")
     cv = parser.add_argument_group("cross-validation (--cv K)")
