@@ -199,13 +199,14 @@ def heard_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cry_audio(corpus, tmp_path_factory) -> dict[str, Path]:
     """A loud corpus cry: padded with digital silence at its own rate (3.5 s before, and after it
-    20 s, more than an episode needs to end), that with 4.5 s after twice (long, played in real
-    time), and the cry's first 4 s at the virtual microphone's rate."""
+    20 s, more than an episode needs to end), that with 4.5 s after four times (long, played in real
+    time: a minute, so that a loaded machine's slow start never lets it end before the test is
+    done with it), and the cry's first 4 s at the virtual microphone's rate."""
     folder = tmp_path_factory.mktemp("cry_audio")
     audio, rate = sf.read(loud_recording(corpus), dtype="float32")
     before = np.zeros(int(3.5 * rate), np.float32)
     sf.write(folder / "padded.wav", np.concatenate([before, audio, np.zeros(20 * rate, np.float32)]), rate)
-    sf.write(folder / "long.wav", np.tile(np.concatenate([before, audio, np.zeros(int(4.5 * rate), np.float32)]), 2),
+    sf.write(folder / "long.wav", np.tile(np.concatenate([before, audio, np.zeros(int(4.5 * rate), np.float32)]), 4),
              rate)
     mic_rate = int(os.environ.get("VMIC_RATE", 44100))
     sf.write(folder / "mic.wav", resample(audio[:4 * rate], rate, mic_rate), mic_rate, subtype="FLOAT")
