@@ -130,7 +130,8 @@ def listen(source, on_window, window_seconds: float, hop_seconds: float, duratio
 
     The first answer needs a full window. A classifier that falls behind gets the newest
     window, not a backlog. Returns why it stopped: "duration", "ended" (file over, or the
-    stream stopped) or "stalled" (the device delivers nothing).
+    stream stopped) or "stalled" (the device delivers nothing, and its source has not said why:
+    a source retrying a lost device says so in `problem` and fills the gap when it can).
     """
     ring, rate = source.ring, source.samplerate
     window_n, hop_n = int(round(window_seconds * rate)), max(1, int(round(hop_seconds * rate)))
@@ -148,8 +149,8 @@ def listen(source, on_window, window_seconds: float, hop_seconds: float, duratio
             return "ended"
         elif total != seen:
             seen, seen_at = total, time.monotonic()
-        elif time.monotonic() - seen_at > STALL_SECONDS:
-            return "stalled"
+        elif time.monotonic() - seen_at > STALL_SECONDS and not getattr(source, "problem", None):
+            return "stalled"  # (a source that has said its problem, a lost device being retried, is not stalled)
         elif source.fast:
             source.pump()
         else:
