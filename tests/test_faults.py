@@ -200,3 +200,13 @@ def test_outputs_get_normal_permissions(tmp_path):
         f.write(b"x")
     record(checked=1)
     assert (tmp_path / "a.png").stat().st_mode == (tmp_path / "b.png").stat().st_mode
+
+
+def test_an_epoch_logged_twice_by_a_resumed_run_counts_once(tmp_path):
+    """Killed after an epoch's log line and before its backup, the resumed run trains that epoch
+    again and logs it again: the history has each epoch once, the later line, in order."""
+    from cry.reason.model import _read_history
+
+    log = tmp_path / "history.csv"
+    log.write_text("epoch,loss,val_macro_f1\n0,2.0,0.1\n1,1.5,0.2\n1,1.4,0.25\n2,1.2,0.3\n")
+    assert _read_history(log) == {"loss": [2.0, 1.4, 1.2], "val_macro_f1": [0.1, 0.25, 0.3]}

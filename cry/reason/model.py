@@ -72,9 +72,11 @@ def train(train_windows, val_windows, settings: Settings, params: Training = Tra
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=params.patience,
                                                restore_best_weights=True)]
     if backup_dir is not None:  # kept until the caller has saved the model; a kill mid-backup leaves the other copy
-        callbacks += [keras.callbacks.BackupAndRestore(str(Path(backup_dir) / "state"), double_checkpoint=True,
-                                                       delete_checkpoint=False),
-                      keras.callbacks.CSVLogger(str(Path(backup_dir) / "history.csv"), append=True)]
+        # The epoch's log line first, then its backup: a kill between them makes the resumed run
+        # log that epoch again (the last line of an epoch counts), never lose it.
+        callbacks += [keras.callbacks.CSVLogger(str(Path(backup_dir) / "history.csv"), append=True),
+                      keras.callbacks.BackupAndRestore(str(Path(backup_dir) / "state"), double_checkpoint=True,
+                                                       delete_checkpoint=False)]
         Path(backup_dir).mkdir(parents=True, exist_ok=True)
     weights = class_weights(train_windows.labels) if params.balance == "weights" else None
     history = model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, callbacks=callbacks,
@@ -87,10 +89,12 @@ def train(train_windows, val_windows, settings: Settings, params: Training = Tra
 
 
 def _read_history(path: Path) -> dict:
+    """The log's epochs in order, an epoch logged twice (killed after its line, before its backup) once."""
     import csv
 
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = list({int(r["epoch"]): r for r in csv.DictReader(f)}.items())
+    rows = [r for _, r in sorted(rows)]
     return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
 
 
